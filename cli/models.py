@@ -1,0 +1,46 @@
+"""`painters-gguf models`: the catalog of known models, and fetching them."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from painters_gguf.errors import PaintersError
+from painters_gguf.fetch import fetch, model_path
+from painters_gguf.models import CATALOG, DEFAULT_MODEL, find
+from painters_gguf.cli.console import err, fail, out
+
+app = typer.Typer(help="The catalog of known models: list them, fetch one.", no_args_is_help=True)
+
+
+@app.command("list")
+def list_models() -> None:
+    """List the catalog: name, architecture, layers, size, source, and whether it is downloaded."""
+    table = Table(title="Known models")
+    for column, justify in [("name", "left"), ("arch", "left"), ("layers", "right"), ("size", "right"),
+                            ("source", "left"), ("downloaded", "left")]:  # fmt: skip
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for model in CATALOG:
+        path = model_path(model)
+        name = model.name + (" (default)" if model.name == DEFAULT_MODEL else "")
+        table.add_row(escape(name), model.arch, str(model.n_layer), f"{model.size_mb} MB",
+                      escape(model.source.describe()), escape(str(path)) if path.exists() else "no")  # fmt: skip
+    out.print(table)
+
+
+@app.command("fetch")
+def fetch_model(name: Annotated[str, typer.Argument(help="A catalog name, e.g. smollm2-135m.")] = DEFAULT_MODEL) -> None:
+    """Download a catalog model once (checking its sha256) and print its path."""
+    entry = find(name)
+    if entry is None:
+        fail(f"unknown model {name!r}: the catalog has {', '.join(m.name for m in CATALOG)}")
+        return
+    try:
+        path = fetch(entry, log=lambda line: err.print(escape(line)))
+    except PaintersError as error:
+        fail(str(error))
+        return
+    out.print(escape(str(path)), soft_wrap=True)

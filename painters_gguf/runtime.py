@@ -1,0 +1,370 @@
+"""Run a GGUF model under layer plans: ctypes over llama-cpp-python's own library.
+
+We use llama-cpp-python's bindings (`llama_cpp.llama_cpp`) and bind the few functions our patch
+adds (`llama-layer-plan.h`) on the same library. Its high-level `Llama` class is not used: it
+caches the memory pointer that a plan change replaces; here `llama_get_memory` is asked afresh
+every time.
+
+    model = Model("smollm2.gguf")
+    ctx = model.context(n_ctx=512)
+    ctx.set_plan(Plan.parse("0-9,{10-19},20-29"))
+    logits = ctx.logits(model.tokenize("The cat sat"))   # (n_tokens, n_vocab)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import functools
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from painters_gguf import abi
+from painters_gguf.errors import PaintersError, PlanError, RuntimeMissingError
+from painters_gguf.plan import Plan
+
+BUILD_COMMAND = "python patches/build_wheel.py"
+
+try:
+    import llama_cpp
+    from llama_cpp import llama_cpp as C
+except (ImportError, OSError) as err:  # OSError: the shared library failed to load
+    raise RuntimeMissingError(
+        f"llama_cpp (the patched llama-cpp-python) is not usable here ({err}): run `{BUILD_COMMAND}`"
+    ) from None
+
+_lib = C._lib
+if not hasattr(_lib, "llama_set_layer_plan"):
+    raise RuntimeMissingError(
+        f"the llama_cpp library at {Path(llama_cpp.__file__).parent} is a stock build without "
+        f"layer plans: run `{BUILD_COMMAND}` to build and install the patched one"
+    )
+
+# our patch's functions (include/llama-layer-plan.h)
+_lib.llama_layer_plan_validate.argtypes = [C.llama_model_p_ctypes, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t]
+_lib.llama_layer_plan_validate.restype = ctypes.c_int32
+_lib.llama_set_layer_plan.argtypes = [C.llama_context_p_ctypes, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t]
+_lib.llama_set_layer_plan.restype = ctypes.c_int32
+_lib.llama_layer_plan_n_slots.argtypes = [C.llama_context_p_ctypes]
+_lib.llama_layer_plan_n_slots.restype = ctypes.c_int32
+_lib.llama_layer_plan_slot_layer.argtypes = [C.llama_context_p_ctypes, ctypes.c_int32]
+_lib.llama_layer_plan_slot_layer.restype = ctypes.c_int32
+_lib.llama_set_eval_callback.argtypes = [C.llama_context_p_ctypes, C.ggml_backend_sched_eval_callback, ctypes.c_void_p]
+_lib.llama_set_eval_callback.restype = None
+
+KV_TYPES = {"f16": C.GGML_TYPE_F16, "f32": C.GGML_TYPE_F32}
+KV_BYTES = {"f16": 2, "f32": 4}
+
+
+class _Log:
+    """Keeps llama.cpp's log off the terminal; the last error lines explain a failed call."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+        self.callback = C.llama_log_callback(self._on_log)  # kept alive as long as C may call it
+        C.llama_log_set(self.callback, ctypes.c_void_p(0))
+
+    def _on_log(self, level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
+        if level == 3:  # GGML_LOG_LEVEL_ERROR
+            self.errors = [*self.errors[-9:], text.decode("utf-8", "replace").strip()]
+
+    def take(self) -> str:
+        lines = [line for line in self.errors if line]
+        self.errors = []
+        return "; ".join(lines)
+
+
+_LOG = _Log()
+C.llama_backend_init()
+
+
+def call_plan_status(status: int, plan: Plan | None) -> None:
+    """Turn a C return code into an exception naming the plan."""
+    if status == abi.PlanStatus.OK:
+        return
+    try:
+        message = abi.STATUS_MESSAGES[abi.PlanStatus(status)]
+    except ValueError:
+        message = f"unknown status {status}"
+    what = f"plan {plan.text!r}" if plan is not None else "the default plan"
+    detail = _LOG.take()
+    raise PlanError(f"{what}: {message}" + (f" ({detail})" if detail else ""))
+
+
+@functools.lru_cache(maxsize=16)
+def file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class Model:
+    """A GGUF model loaded once; contexts on it run any plan without reloading weights."""
+
+    def __init__(self, path: str | os.PathLike[str], *, n_gpu_layers: int = 0, vocab_only: bool = False) -> None:
+        """Load the weights (with `vocab_only`, just the metadata and tokenizer: fast)."""
+        self._model = None
+        self.path = Path(path)
+        params = C.llama_model_default_params()
+        params.n_gpu_layers = n_gpu_layers
+        params.vocab_only = vocab_only
+        _LOG.take()
+        self._model = C.llama_model_load_from_file(os.fsencode(self.path), params)
+        if not self._model:
+            detail = _LOG.take() or "llama.cpp could not load it"
+            raise PaintersError(f"{self.path}: {detail}")
+        self._vocab = C.llama_model_get_vocab(self._model)
+        self.arch: str = self.meta("general.architecture") or "unknown"
+        self.n_vocab: int = C.llama_vocab_n_tokens(self._vocab)
+        if vocab_only:  # no hparams are loaded: read them from the metadata
+            self.n_layer = int(self.meta(f"{self.arch}.block_count") or 0)
+            self.n_embd = int(self.meta(f"{self.arch}.embedding_length") or 0)
+            self.n_ctx_train = int(self.meta(f"{self.arch}.context_length") or 0)
+        else:
+            self.n_layer = C.llama_model_n_layer(self._model)
+            self.n_embd = C.llama_model_n_embd(self._model)
+            self.n_ctx_train = C.llama_model_n_ctx_train(self._model)
+
+    def meta(self, key: str) -> str | None:
+        """A GGUF metadata value as a string (untrusted text: never render it as a template)."""
+        size = 256
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = C.llama_model_meta_val_str(self._model, key.encode(), buf, size)
+            if n < 0:
+                return None
+            if n < size:
+                return buf.value.decode("utf-8", "replace")
+            size = n + 1
+
+    def kv_bytes(self, n_slots: int, n_ctx: int, kv_type: str = "f16") -> int:
+        """Bytes of K and V cache for `n_slots` block executions over `n_ctx` cells."""
+        n_head = int(self.meta(f"{self.arch}.attention.head_count") or 1)
+        n_head_kv = int(self.meta(f"{self.arch}.attention.head_count_kv") or n_head)
+        head_k = int(self.meta(f"{self.arch}.attention.key_length") or self.n_embd // n_head)
+        head_v = int(self.meta(f"{self.arch}.attention.value_length") or self.n_embd // n_head)
+        return n_slots * n_ctx * n_head_kv * (head_k + head_v) * KV_BYTES[kv_type]
+
+    @property
+    def sha256(self) -> str:
+        stat = self.path.stat()
+        return file_sha256(str(self.path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+    @property
+    def bos(self) -> int:
+        return C.llama_vocab_bos(self._vocab)
+
+    @property
+    def eos(self) -> int:
+        return C.llama_vocab_eos(self._vocab)
+
+    def tokenize(self, text: str, *, add_bos: bool = False, parse_special: bool = False) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        while True:
+            tokens = (C.llama_token * capacity)()
+            n = C.llama_tokenize(self._vocab, data, len(data), tokens, capacity, add_bos, parse_special)
+            if n >= 0:
+                return list(tokens[:n])
+            capacity = -n
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return self.token_bytes(tokens).decode("utf-8", "replace")
+
+    def token_bytes(self, tokens: Sequence[int]) -> bytes:
+        array = (C.llama_token * len(tokens))(*tokens)
+        capacity = 16 * len(tokens) + 16
+        while True:
+            buf = ctypes.create_string_buffer(capacity)
+            n = C.llama_detokenize(self._vocab, array, len(tokens), buf, capacity, False, False)
+            if n >= 0:
+                return buf.raw[:n]
+            capacity = -n
+
+    def context(
+        self,
+        *,
+        n_ctx: int = 2048,
+        n_batch: int = 512,
+        n_seq_max: int = 1,
+        threads: int | None = None,
+        kv_type: str = "f16",
+    ) -> Context:
+        return Context(self, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, kv_type=kv_type)
+
+    def validate_plan(self, plan: Plan) -> None:
+        """Check a plan in Python and in C without a context."""
+        plan.check(self.n_layer)
+        if self.arch not in abi.PLAN_ARCHITECTURES:
+            supported = ", ".join(sorted(abi.PLAN_ARCHITECTURES))
+            raise PlanError(f"{self.path.name}: architecture {self.arch!r} does not run layer plans (supported: {supported})")
+        flat = plan.encode()
+        call_plan_status(_lib.llama_layer_plan_validate(self._model, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
+
+    def close(self) -> None:
+        if self._model:
+            C.llama_model_free(self._model)
+            self._model = None
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+@dataclasses.dataclass
+class Batch:
+    """Tokens for one decode: each with its position, sequence and whether its logits come back."""
+
+    tokens: list[int]
+    positions: list[int]
+    seq_ids: list[int]
+    outputs: list[bool]
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+class Context:
+    """A KV cache and compute buffers over a Model; the plan is set here and can change."""
+
+    def __init__(self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int | None, kv_type: str) -> None:
+        self._ctx = None
+        if kv_type not in KV_TYPES:
+            raise PaintersError(f"kv_type {kv_type!r}: use one of {', '.join(KV_TYPES)}")
+        self.model = model
+        params = C.llama_context_default_params()
+        params.n_ctx = n_ctx
+        params.n_batch = n_batch
+        params.n_ubatch = n_batch
+        params.n_seq_max = n_seq_max
+        params.n_threads = params.n_threads_batch = threads or os.cpu_count() or 1
+        params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.type_k = params.type_v = KV_TYPES[kv_type]
+        params.kv_unified = True  # sequences share one cache: a shared prefix is copied by reference
+        params.no_perf = True
+        _LOG.take()
+        self._ctx = C.llama_init_from_model(model._model, params)
+        if not self._ctx:
+            raise PaintersError(f"could not create a context for {model.path.name}: {_LOG.take() or 'out of memory?'}")
+        self.n_ctx: int = C.llama_n_ctx(self._ctx)
+        self.n_batch = n_batch
+        self.n_seq_max = n_seq_max
+        self.n_vocab = model.n_vocab
+        self.plan: Plan | None = None
+        self._batch = C.llama_batch_init(n_batch, 0, 1)
+
+    # plans
+
+    def set_plan(self, plan: Plan | None) -> None:
+        """Run the model under `plan` (None: its own layer order). Clears the KV cache."""
+        if plan is None:
+            call_plan_status(_lib.llama_set_layer_plan(self._ctx, None, 0), None)
+        else:
+            self.model.validate_plan(plan)
+            flat = plan.encode()
+            call_plan_status(_lib.llama_set_layer_plan(self._ctx, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
+        self.plan = plan
+
+    @property
+    def n_slots(self) -> int:
+        """Block executions per token (KV slots) under the current plan."""
+        return _lib.llama_layer_plan_n_slots(self._ctx)
+
+    def slot_layers(self) -> list[int]:
+        return [_lib.llama_layer_plan_slot_layer(self._ctx, slot) for slot in range(self.n_slots)]
+
+    def set_eval_callback(self, callback: C.ggml_backend_sched_eval_callback | None) -> None:
+        """Observe graph tensors as they are computed; keep `callback` alive while it is set."""
+        _lib.llama_set_eval_callback(self._ctx, callback or C.ggml_backend_sched_eval_callback(), None)
+
+    # KV cache
+
+    @property
+    def _memory(self) -> C.llama_memory_t:
+        return C.llama_get_memory(self._ctx)  # asked afresh: a plan change replaces the memory
+
+    def clear(self) -> None:
+        C.llama_memory_clear(self._memory, True)
+
+    def seq_rm(self, seq_id: int, p0: int = -1, p1: int = -1) -> None:
+        C.llama_memory_seq_rm(self._memory, seq_id, p0, p1)
+
+    def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        C.llama_memory_seq_cp(self._memory, src, dst, p0, p1)
+
+    def seq_len(self, seq_id: int = 0) -> int:
+        """Tokens in the cache for a sequence (positions 0..n-1)."""
+        return C.llama_memory_seq_pos_max(self._memory, seq_id) + 1
+
+    # decoding
+
+    def decode(self, batch: Batch) -> np.ndarray:
+        """Run one batch through the model; returns the logits of the output tokens, in batch order."""
+        n = len(batch)
+        if not 0 < n <= self.n_batch:
+            raise PaintersError(f"a batch holds 1..{self.n_batch} tokens, found {n}")
+        b = self._batch
+        b.n_tokens = n
+        np.ctypeslib.as_array(b.token, shape=(n,))[:] = batch.tokens
+        np.ctypeslib.as_array(b.pos, shape=(n,))[:] = batch.positions
+        np.ctypeslib.as_array(b.n_seq_id, shape=(n,))[:] = 1
+        np.ctypeslib.as_array(b.logits, shape=(n,))[:] = batch.outputs
+        for i, seq_id in enumerate(batch.seq_ids):
+            b.seq_id[i][0] = seq_id
+        status = C.llama_decode(self._ctx, b)
+        if status != 0:
+            detail = _LOG.take()
+            raise PaintersError(f"llama_decode failed with status {status}" + (f": {detail}" if detail else ""))
+        n_out = sum(bool(o) for o in batch.outputs)
+        if n_out == 0:
+            return np.empty((0, self.n_vocab), dtype=np.float32)
+        return np.ctypeslib.as_array(C.llama_get_logits(self._ctx), shape=(n_out, self.n_vocab)).copy()
+
+    def eval(self, tokens: Sequence[int], *, seq_id: int = 0, outputs: bool | Sequence[bool] = True) -> np.ndarray:
+        """Append tokens to a sequence through the KV cache, in chunks of n_batch; returns their logits."""
+        start = self.seq_len(seq_id)
+        if start + len(tokens) > self.n_ctx:
+            raise PaintersError(f"{start + len(tokens)} tokens do not fit the context of {self.n_ctx}")
+        want = [outputs] * len(tokens) if isinstance(outputs, bool) else list(outputs)
+        rows = []
+        for lo in range(0, len(tokens), self.n_batch):
+            hi = min(lo + self.n_batch, len(tokens))
+            batch = Batch(
+                tokens=list(tokens[lo:hi]),
+                positions=list(range(start + lo, start + hi)),
+                seq_ids=[seq_id] * (hi - lo),
+                outputs=want[lo:hi],
+            )
+            rows.append(self.decode(batch))
+        return np.concatenate(rows) if rows else np.empty((0, self.n_vocab), dtype=np.float32)
+
+    def logits(self, tokens: Sequence[int]) -> np.ndarray:
+        """Logits for every position of a token sequence, from an empty cache: (n_tokens, n_vocab)."""
+        self.clear()
+        return self.eval(tokens)
+
+    def close(self) -> None:
+        if self._ctx:
+            C.llama_batch_free(self._batch)
+            C.llama_free(self._ctx)
+            self._ctx = None
+
+    def __enter__(self) -> Context:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

@@ -1,0 +1,132 @@
+"""The paper's layer-plan variants (Sun et al. 2024, "Transformer Layers as Painters").
+
+Convention of the paper: T layers and N counting from 0; layers 0..N and T-N..T-1 run as
+usual and the middle is N+1..T-N-1 (M = T-2N-1 layers).
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+
+from painters_gguf.errors import PlanError
+from painters_gguf.plan import Plan, Step
+
+
+class Variant(str, enum.Enum):
+    FULL = "full"
+    SKIP = "skip"  # drop the middle
+    MIDDLE_REPEAT = "middle-repeat"  # run layer T//2 M times in its place
+    REVERSE = "reverse"  # the middle in descending order
+    RANDOM = "random"  # the middle shuffled by a seed
+    PARALLEL = "parallel"  # every middle layer on the same input, outputs averaged
+    LOOPED_PARALLEL = "looped-parallel"  # the parallel step repeated K times
+    SKIP_ONE = "skip-one"  # Fig. 2: drop layer n
+    SWAP = "swap"  # Fig. 2: swap layers n and n+1
+
+
+# the variants of Figs. 4-10 that take the middle-band width N
+MIDDLE_VARIANTS = (
+    Variant.SKIP,
+    Variant.MIDDLE_REPEAT,
+    Variant.REVERSE,
+    Variant.RANDOM,
+    Variant.PARALLEL,
+    Variant.LOOPED_PARALLEL,
+)
+
+
+def middle(n_layer: int, n: int) -> list[int]:
+    """The middle layers N+1..T-N-1 for T = n_layer; at least one."""
+    if n < 0:
+        raise PlanError(f"N counts from 0, found {n}")
+    largest = (n_layer - 2) // 2
+    if n > largest:
+        raise PlanError(f"N={n} leaves no middle layers in a {n_layer}-layer model: N goes from 0 to {largest}")
+    return list(range(n + 1, n_layer - n))
+
+
+def _around(n_layer: int, n: int, middle_steps: list[Step]) -> Plan:
+    head = [Step((layer,)) for layer in range(n + 1)]
+    tail = [Step((layer,)) for layer in range(n_layer - n, n_layer)]
+    return Plan(tuple(head + middle_steps + tail))
+
+
+def full(n_layer: int) -> Plan:
+    if n_layer < 1:
+        raise PlanError(f"a model has at least one layer, found {n_layer}")
+    return Plan.sequential(range(n_layer))
+
+
+def skip(n_layer: int, n: int) -> Plan:
+    middle(n_layer, n)
+    return _around(n_layer, n, [])
+
+
+def middle_repeat(n_layer: int, n: int) -> Plan:
+    return _around(n_layer, n, [Step((n_layer // 2,), len(middle(n_layer, n)))])
+
+
+def reverse(n_layer: int, n: int) -> Plan:
+    return _around(n_layer, n, [Step((layer,)) for layer in reversed(middle(n_layer, n))])
+
+
+def random_order(n_layer: int, n: int, seed: int) -> Plan:
+    layers = middle(n_layer, n)
+    random.Random(seed).shuffle(layers)
+    return _around(n_layer, n, [Step((layer,)) for layer in layers])
+
+
+def parallel(n_layer: int, n: int) -> Plan:
+    return looped_parallel(n_layer, n, 1)
+
+
+def looped_parallel(n_layer: int, n: int, iters: int) -> Plan:
+    if iters < 1:
+        raise PlanError(f"looped parallel runs at least 1 iteration, found {iters}")
+    return _around(n_layer, n, [Step(tuple(middle(n_layer, n)), iters)])
+
+
+def skip_one(n_layer: int, layer: int) -> Plan:
+    if not 0 <= layer < n_layer:
+        raise PlanError(f"layer {layer} is not in 0..{n_layer - 1}")
+    if n_layer < 2:
+        raise PlanError("skipping the only layer leaves no plan")
+    return Plan.sequential([i for i in range(n_layer) if i != layer])
+
+
+def swap(n_layer: int, layer: int) -> Plan:
+    if not 0 <= layer < n_layer - 1:
+        raise PlanError(f"swap takes n in 0..{n_layer - 2} (it swaps n and n+1), found {layer}")
+    order = list(range(n_layer))
+    order[layer], order[layer + 1] = order[layer + 1], order[layer]
+    return Plan.sequential(order)
+
+
+def make(variant: Variant | str, n_layer: int, n: int = 0, *, seed: int = 0, iters: int = 3) -> Plan:
+    """Build a variant's plan; `n` is N for the middle variants and the layer for skip-one/swap."""
+    try:
+        variant = Variant(variant)
+    except ValueError:
+        names = ", ".join(v.value for v in Variant)
+        raise PlanError(f"unknown plan variant {variant!r}: use one of {names}, or a plan text") from None
+    builders = {
+        Variant.FULL: lambda: full(n_layer),
+        Variant.SKIP: lambda: skip(n_layer, n),
+        Variant.MIDDLE_REPEAT: lambda: middle_repeat(n_layer, n),
+        Variant.REVERSE: lambda: reverse(n_layer, n),
+        Variant.RANDOM: lambda: random_order(n_layer, n, seed),
+        Variant.PARALLEL: lambda: parallel(n_layer, n),
+        Variant.LOOPED_PARALLEL: lambda: looped_parallel(n_layer, n, iters),
+        Variant.SKIP_ONE: lambda: skip_one(n_layer, n),
+        Variant.SWAP: lambda: swap(n_layer, n),
+    }
+    return builders[variant]()
+
+
+def resolve(spec: str, n_layer: int, n: int = 0, *, seed: int = 0, iters: int = 3) -> Plan:
+    """A variant name (with N, seed, iterations) or a plan text, checked against the model."""
+    spec = spec.strip()
+    if spec and (spec[0].isdigit() or spec[0] == "{"):
+        return Plan.parse(spec).check(n_layer)
+    return make(spec, n_layer, n, seed=seed, iters=iters)

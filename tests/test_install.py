@@ -1,0 +1,39 @@
+"""The package against the library it finds: a stock llama_cpp gives one clear error."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def test_stock_library_gives_one_clear_error(stock_lib_dir: Path) -> None:
+    env = dict(os.environ, LLAMA_CPP_LIB_PATH=str(stock_lib_dir))
+    result = subprocess.run(
+        [sys.executable, "-c", "import painters_gguf; from painters_gguf import Model"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("painters_gguf.errors.RuntimeMissingError: the llama_cpp library at ")
+    assert "stock build without layer plans: run `python patches/build_wheel.py`" in last
+
+
+def test_cli_with_stock_library_is_one_line(stock_lib_dir: Path, tiny_gguf: Path) -> None:
+    env = dict(os.environ, LLAMA_CPP_LIB_PATH=str(stock_lib_dir))
+    cli = Path(sys.executable).with_name("painters-gguf")
+    result = subprocess.run([str(cli), "plan", "skip", "--model", str(tiny_gguf)], env=env, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "stock build without layer plans" in result.stderr
+
+
+def test_plan_importable_without_the_runtime(stock_lib_dir: Path) -> None:
+    """Plans are plain data: parsing needs no llama_cpp at all."""
+    env = dict(os.environ, LLAMA_CPP_LIB_PATH=str(stock_lib_dir))
+    code = "from painters_gguf import Plan; print(Plan.parse('0-3,{4-27}x3,28-29').n_slots)"
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "78"
