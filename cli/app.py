@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import sys
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
 
+from painters_gguf.cli import eval as eval_cmd
 from painters_gguf.cli import models, plan
 from painters_gguf.cli.console import err
 from painters_gguf.errors import PaintersError
+from painters_gguf.fetch import data_dir
 
 app = typer.Typer(
     help="Transformer Layers as Painters on GGUF models: run layer plans and score them on benchmarks.",
@@ -16,7 +22,25 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(models.app, name="models")
+app.command("eval")(eval_cmd.eval_command)
 app.command()(plan.plan)
+
+
+@dataclasses.dataclass
+class Globals:
+    db: Path
+
+
+def default_db() -> Path:
+    return Path(os.environ.get("PAINTERS_GGUF_DB") or data_dir() / "results.db")
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    db: Annotated[Optional[Path], typer.Option("--db", help="Results store (SQLite). Default: $PAINTERS_GGUF_DB or the user data dir.")] = None,
+) -> None:
+    ctx.obj = Globals(db=db or default_db())
 
 
 def main() -> None:
@@ -29,5 +53,5 @@ def main() -> None:
         err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        err.print("interrupted")
+        err.print("interrupted: finished documents are saved; run the same command to resume")
         sys.exit(130)

@@ -164,6 +164,16 @@ class Model:
     def eos(self) -> int:
         return C.llama_vocab_eos(self._vocab)
 
+    def is_eog(self, token: int) -> bool:
+        """End of generation: EOS, EOT and the like."""
+        return bool(C.llama_vocab_is_eog(self._vocab, token))
+
+    def token_text(self, token: int) -> str:
+        """A token's text, special tokens rendered (e.g. '<|im_end|>')."""
+        buf = ctypes.create_string_buffer(256)
+        n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
+        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+
     def tokenize(self, text: str, *, add_bos: bool = False, parse_special: bool = False) -> list[int]:
         data = text.encode("utf-8")
         capacity = len(data) + 8
@@ -224,11 +234,14 @@ class Model:
 
 @dataclasses.dataclass
 class Batch:
-    """Tokens for one decode: each with its position, sequence and whether its logits come back."""
+    """Tokens for one decode: each with its position, its sequences and whether its logits come back.
+
+    A token in several sequences (a shared prompt prefix) is computed once and attended by all.
+    """
 
     tokens: list[int]
     positions: list[int]
-    seq_ids: list[int]
+    seq_ids: list[Sequence[int]]
     outputs: list[bool]
 
     def __len__(self) -> int:
@@ -262,7 +275,7 @@ class Context:
         self.n_seq_max = n_seq_max
         self.n_vocab = model.n_vocab
         self.plan: Plan | None = None
-        self._batch = C.llama_batch_init(n_batch, 0, 1)
+        self._batch = C.llama_batch_init(n_batch, 0, n_seq_max)
 
     # plans
 
@@ -318,10 +331,15 @@ class Context:
         b.n_tokens = n
         np.ctypeslib.as_array(b.token, shape=(n,))[:] = batch.tokens
         np.ctypeslib.as_array(b.pos, shape=(n,))[:] = batch.positions
-        np.ctypeslib.as_array(b.n_seq_id, shape=(n,))[:] = 1
         np.ctypeslib.as_array(b.logits, shape=(n,))[:] = batch.outputs
-        for i, seq_id in enumerate(batch.seq_ids):
-            b.seq_id[i][0] = seq_id
+        for i, seq_ids in enumerate(batch.seq_ids):
+            if not 0 < len(seq_ids) <= self.n_seq_max:
+                raise PaintersError(f"a token belongs to 1..{self.n_seq_max} sequences, found {len(seq_ids)}")
+            b.n_seq_id[i] = len(seq_ids)
+            for j, seq_id in enumerate(seq_ids):
+                if not 0 <= seq_id < self.n_seq_max:
+                    raise PaintersError(f"sequence ids go from 0 to {self.n_seq_max - 1}, found {seq_id}")
+                b.seq_id[i][j] = seq_id
         status = C.llama_decode(self._ctx, b)
         if status != 0:
             detail = _LOG.take()
@@ -343,7 +361,7 @@ class Context:
             batch = Batch(
                 tokens=list(tokens[lo:hi]),
                 positions=list(range(start + lo, start + hi)),
-                seq_ids=[seq_id] * (hi - lo),
+                seq_ids=[(seq_id,)] * (hi - lo),
                 outputs=want[lo:hi],
             )
             rows.append(self.decode(batch))

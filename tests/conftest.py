@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny_llama import TinyConfig, TinyWeights, random_weights, write_gguf
+from tiny_llama import TinyConfig, TinyWeights, Vocab, random_weights, write_gguf
 
 REPO = Path(__file__).resolve().parent.parent
 SETUP = "bash scripts/setup.sh"
@@ -66,3 +66,24 @@ def stock_lib_dir() -> Path:
     if result.returncode != 0:
         pytest.fail(f"the stock reference library is not built: run `{SETUP}` ({result.stderr.strip()})")
     return Path(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="session")
+def tiny_bpe_model(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A tiny random llama that tokenizes text with SmolLM2's real BPE vocabulary."""
+    from painters_gguf.runtime import Model
+
+    vocab = Vocab.from_gguf(smollm2_path)
+    weights = random_weights(TinyConfig(n_vocab=len(vocab.tokens), n_layer=4), seed=1)
+    path = write_gguf(weights, tmp_path_factory.mktemp("tiny-bpe") / "tiny-bpe.gguf", vocab=vocab)
+    with Model(path) as model:
+        yield model
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The benchmark JSONL files beside the checkout (../shared/data), or $PAINTERS_GGUF_DATA."""
+    path = Path(os.environ.get("PAINTERS_GGUF_DATA") or REPO.parent / "shared" / "data")
+    if not (path / "arc_easy" / "test.jsonl").exists():
+        pytest.fail(f"benchmark data not found at {path}: set PAINTERS_GGUF_DATA")
+    return path

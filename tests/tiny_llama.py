@@ -65,8 +65,32 @@ def random_weights(config: TinyConfig, seed: int) -> TinyWeights:
     return TinyWeights(config, t)
 
 
-def write_gguf(weights: TinyWeights, path: Path, arch: str = "llama") -> Path:
-    """Write the weights as a GGUF; `arch` other than llama gives a model the plans do not cover."""
+@dataclasses.dataclass(frozen=True)
+class Vocab:
+    """A real BPE tokenizer's metadata, copied from another GGUF."""
+
+    tokens: list[str]
+    token_types: list[int]
+    merges: list[str]
+    pre: str
+    bos: int
+    eos: int
+
+    @classmethod
+    def from_gguf(cls, path: Path) -> Vocab:
+        fields = gguf.GGUFReader(str(path)).fields
+
+        def value(key: str):  # noqa: ANN202
+            return fields[key].contents()
+
+        assert value("tokenizer.ggml.model") == "gpt2"
+        return cls(value("tokenizer.ggml.tokens"), value("tokenizer.ggml.token_type"), value("tokenizer.ggml.merges"),
+                   value("tokenizer.ggml.pre"), value("tokenizer.ggml.bos_token_id"), value("tokenizer.ggml.eos_token_id"))  # fmt: skip
+
+
+def write_gguf(weights: TinyWeights, path: Path, arch: str = "llama", vocab: Vocab | None = None) -> Path:
+    """Write the weights as a GGUF; `arch` other than llama gives a model the plans do not cover;
+    with `vocab`, the model tokenizes text (its n_vocab must match)."""
     c = weights.config
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_name("tiny-random-llama")
@@ -81,7 +105,18 @@ def write_gguf(weights: TinyWeights, path: Path, arch: str = "llama") -> Path:
     writer.add_layer_norm_rms_eps(c.rms_eps)
     writer.add_file_type(gguf.LlamaFileType.ALL_F32)
     writer.add_vocab_size(c.n_vocab)
-    writer.add_tokenizer_model("no_vocab")  # tests pass token ids; no tokenizer needed
+    if vocab is None:
+        writer.add_tokenizer_model("no_vocab")  # tests pass token ids; no tokenizer needed
+    else:
+        assert len(vocab.tokens) == c.n_vocab
+        writer.add_tokenizer_model("gpt2")
+        writer.add_tokenizer_pre(vocab.pre)
+        writer.add_token_list(vocab.tokens)
+        writer.add_token_types(vocab.token_types)
+        writer.add_token_merges(vocab.merges)
+        writer.add_bos_token_id(vocab.bos)
+        writer.add_eos_token_id(vocab.eos)
+        writer.add_add_bos_token(False)
     for name, array in weights.tensors.items():
         writer.add_tensor(name, array)
     writer.write_header_to_file()

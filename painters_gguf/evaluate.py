@@ -1,0 +1,140 @@
+"""Score plans on tasks through the results store: finished documents are reused, new ones are
+committed as they finish, and every aggregate is computed from exactly the documents asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from painters_gguf import metrics, variants
+from painters_gguf.data import load_split
+from painters_gguf.plan import Plan
+from painters_gguf.scoring import Scorer
+from painters_gguf.store import RunKey, Store
+from painters_gguf.tasks.base import Generation, Task
+
+Progress = Callable[[int], None]  # called with the number of documents just finished
+
+
+@dataclasses.dataclass
+class Settings:
+    """What changes a task's results (part of the store key), besides model, plan and task."""
+
+    num_fewshot: int | None = None  # None: the task's default (lm-eval's)
+    max_length: int = 2048  # --n-ctx: longer requests are truncated from the left
+    add_bos: bool = False
+
+    def shots(self, task: Task) -> int:
+        return task.num_fewshot if self.num_fewshot is None else self.num_fewshot
+
+    def key(self, task: Task) -> dict:
+        return {"num_fewshot": self.shots(task), "n_ctx": self.max_length, "add_bos": self.add_bos}
+
+
+@dataclasses.dataclass
+class PreparedTask:
+    """A task's documents, the ones this run scores, and each one's prompt context."""
+
+    task: Task
+    docs: list[dict]
+    indices: list[int]
+    contexts: dict[int, str]
+
+    @property
+    def baseline(self) -> float:
+        return metrics.mean([self.task.baseline(self.docs[i]) for i in self.indices])
+
+
+def prepare(task: Task, data_dir: Path, limit: int | None, settings: Settings) -> PreparedTask:
+    docs = task.process_docs(load_split(data_dir, task.eval_split))
+    indices = task.limit_indices(docs, limit)
+    shots = settings.shots(task)
+    pool: list[dict] = []
+    if shots > 0:
+        assert task.fewshot_split is not None
+        pool = task.process_docs(load_split(data_dir, task.fewshot_split))
+    # the few-shot draws depend on a document's place in the whole split, never on --limit
+    examples = task.fewshot_examples(docs, pool, shots)
+    return PreparedTask(task, docs, indices, {i: task.context(docs[i], examples[i]) for i in indices})
+
+
+@dataclasses.dataclass
+class TaskScores:
+    task: Task
+    n_docs: int
+    scores: dict[str, tuple[float, float | None]]  # metric -> (score, stderr)
+    results: dict[int, dict]  # doc index -> stored per-document result
+
+
+class Evaluator:
+    """One model, one scorer; runs plans over prepared tasks through the store."""
+
+    def __init__(self, scorer: Scorer, store: Store, settings: Settings) -> None:
+        self.scorer = scorer
+        self.store = store
+        self.settings = settings
+        self.model = scorer.model
+        self.full_plan = variants.full(self.model.n_layer)
+        self._plan: Plan | None = None
+
+    def run_key(self, plan: Plan, task: Task) -> RunKey:
+        return RunKey(
+            model_sha256=self.model.sha256,
+            model_name=self.model.path.name,
+            plan=plan.text,
+            task=task.name,
+            task_version=task.version,
+            settings=self.settings.key(task),
+        )
+
+    def todo(self, plan: Plan, prepared: PreparedTask) -> int:
+        done = self.store.results(self.store.run_id(self.run_key(plan, prepared.task)))
+        return sum(1 for i in prepared.indices if i not in done)
+
+    def set_plan(self, plan: Plan) -> None:
+        if plan != self._plan:
+            self.scorer.ctx.set_plan(None if plan.is_identity(self.model.n_layer) else plan)
+            self._plan = plan
+
+    def run(self, plan: Plan, prepared: PreparedTask, progress: Progress = lambda n: None) -> TaskScores:
+        task = prepared.task
+        run_id = self.store.run_id(self.run_key(plan, task))
+        done = self.store.results(run_id)
+        todo = [i for i in prepared.indices if i not in done]
+        if todo:
+            self.set_plan(plan)
+            if task.generation:
+                self._generate(run_id, prepared, todo, progress)
+            else:
+                self._loglikelihoods(run_id, prepared, todo, progress)
+            done = self.store.results(run_id)
+        results = {i: done[i] for i in prepared.indices}
+        scores = {
+            metric.name: metrics.aggregate(metric.aggregation, [results[i][metric.name] for i in prepared.indices])
+            for metric in task.metrics
+        }
+        return TaskScores(task, len(prepared.indices), scores, results)
+
+    def _loglikelihoods(self, run_id: int, prepared: PreparedTask, todo: Sequence[int], progress: Progress) -> None:
+        task, docs = prepared.task, prepared.docs
+        groups = [task.requests(docs[i], prepared.contexts[i]) for i in todo]
+        start = time.perf_counter()
+        for finished, results in self.scorer.loglikelihoods(groups):  # type: ignore[arg-type]
+            scored = [(todo[g], task.score(docs[todo[g]], res)) for g, res in zip(finished, results)]
+            now = time.perf_counter()
+            self.store.add(run_id, scored, now - start)
+            start = now
+            progress(len(scored))
+
+    def _generate(self, run_id: int, prepared: PreparedTask, todo: Sequence[int], progress: Progress) -> None:
+        task, docs = prepared.task, prepared.docs
+        for i in todo:
+            start = time.perf_counter()
+            request = task.requests(docs[i], prepared.contexts[i])
+            assert isinstance(request, Generation)
+            text = self.scorer.generate(request.context, until=request.until, max_tokens=request.max_tokens)
+            self.store.add(run_id, [(i, task.score(docs[i], text))], time.perf_counter() - start)
+            progress(1)

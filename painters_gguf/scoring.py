@@ -1,0 +1,242 @@
+"""Score requests the way lm-evaluation-harness 0.4.x does, fast, in-process through the runtime.
+
+Log-likelihood requests follow lm-eval's `_encode_pair`: trailing spaces of the context move to
+the continuation; continuation tokens are `enc(ctx+cont)[len(enc(ctx)):]`; an empty context
+uses the prefix token (BOS, else EOS); no BOS unless asked. A request longer than `max_length`
+keeps its last `max_length + 1` tokens, as lm-eval's HF model does.
+
+Speed: one document's requests share their common token prefix, which is computed once (its
+tokens belong to every choice's sequence in the batch); many documents are packed into each
+decode; logits come back only at continuation positions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from painters_gguf.errors import PaintersError
+from painters_gguf.runtime import Batch, Context, Model
+
+
+@dataclasses.dataclass(frozen=True)
+class LoglikelihoodRequest:
+    context: str
+    continuation: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LoglikelihoodResult:
+    loglikelihood: float
+    is_greedy: bool  # every continuation token is the argmax
+
+
+@dataclasses.dataclass
+class _Sequence:
+    """One request as tokens: `tokens` are the model input, the last `n_scored` are scored."""
+
+    tokens: list[int]  # input tokens (ctx + cont, truncated, without the final token)
+    targets: list[int]  # the continuation tokens the last positions predict
+    slot: tuple[int, int]  # (group index, request index in the group)
+
+
+@dataclasses.dataclass
+class _Unit:
+    """Requests decoded together: a shared prefix once, then each sequence's own suffix."""
+
+    prefix: list[int]
+    sequences: list[_Sequence]
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.prefix) + sum(len(s.tokens) - len(self.prefix) for s in self.sequences)
+
+
+def common_prefix_len(sequences: Sequence[Sequence[int]]) -> int:
+    first = sequences[0]
+    n = min(len(s) for s in sequences)
+    for i in range(n):
+        if any(s[i] != first[i] for s in sequences[1:]):
+            return i
+    return n
+
+
+def log_softmax_at(logits: np.ndarray, targets: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: log p(target) and whether the target is the argmax. logits: (n, n_vocab) float32."""
+    peak = logits.max(axis=1, keepdims=True)
+    lse = peak[:, 0].astype(np.float64) + np.log(np.exp(logits - peak).sum(axis=1, dtype=np.float64))
+    rows = np.arange(len(targets))
+    picked = logits[rows, targets].astype(np.float64)
+    return picked - lse, logits.argmax(axis=1) == np.asarray(targets)
+
+
+class Scorer:
+    """Log-likelihoods and greedy generation for one model context; the plan is set on `ctx`."""
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        max_length: int = 2048,
+        n_batch: int = 512,
+        n_seq_max: int = 64,
+        threads: int | None = None,
+        add_bos: bool = False,
+    ) -> None:
+        self.model = model
+        self.max_length = max_length
+        self.add_bos = add_bos
+        self.n_batch = n_batch
+        self.kv_cells = max(n_batch, max_length)
+        self.ctx: Context = model.context(
+            n_ctx=self.kv_cells, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads
+        )
+
+    # tokenization, as lm-eval's TemplateLM
+
+    def encode(self, text: str) -> list[int]:
+        tokens = self.model.tokenize(text)
+        if self.add_bos and self.model.bos >= 0 and tokens[:1] != [self.model.bos]:
+            tokens = [self.model.bos, *tokens]
+        return tokens
+
+    @property
+    def prefix_token(self) -> int:
+        return self.model.bos if self.model.bos >= 0 else self.model.eos
+
+    def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
+        if context == "":
+            cont = self.model.tokenize(continuation)
+            if cont and cont[0] == self.prefix_token:
+                return cont[:1], cont[1:]
+            return [self.prefix_token], cont
+        n_spaces = len(context) - len(context.rstrip())
+        if n_spaces:
+            context, continuation = context[:-n_spaces], context[-n_spaces:] + continuation
+        whole = self.encode(context + continuation)
+        ctx = self.encode(context)
+        return ctx, whole[len(ctx) :]
+
+    def _sequence(self, request: LoglikelihoodRequest, slot: tuple[int, int]) -> _Sequence:
+        ctx, cont = self.encode_pair(request.context, request.continuation)
+        if not cont:
+            raise PaintersError(f"continuation {request.continuation!r} encodes to no tokens")
+        if len(cont) > self.max_length:
+            raise PaintersError(f"a continuation of {len(cont)} tokens exceeds --n-ctx {self.max_length}")
+        whole = (ctx + cont)[-(self.max_length + 1) :]
+        return _Sequence(tokens=whole[:-1], targets=cont, slot=slot)
+
+    # log-likelihoods
+
+    def units(self, groups: Sequence[Sequence[LoglikelihoodRequest]]) -> list[_Unit]:
+        """One unit per group (document), its shared prefix ending before any scored position."""
+        units = []
+        for g, group in enumerate(groups):
+            sequences = [self._sequence(request, (g, r)) for r, request in enumerate(group)]
+            shared = min(common_prefix_len([s.tokens for s in sequences]),
+                         min(len(s.tokens) - len(s.targets) for s in sequences))  # fmt: skip
+            unit = _Unit(prefix=sequences[0].tokens[:shared], sequences=sequences)
+            if unit.n_tokens > self.kv_cells:  # too big to share: one unit per request
+                units += [_Unit(prefix=[], sequences=[s]) for s in sequences]
+            else:
+                units.append(unit)
+        return units
+
+    def loglikelihoods(
+        self, groups: Sequence[Sequence[LoglikelihoodRequest]]
+    ) -> Iterator[tuple[list[int], list[list[LoglikelihoodResult]]]]:
+        """Score groups of requests; yields (group indices, their results) as groups finish."""
+        results: list[list[LoglikelihoodResult | None]] = [[None] * len(group) for group in groups]
+        pending: dict[int, int] = {g: len(group) for g, group in enumerate(groups)}
+        for batch_units in self._pack(self.units(groups)):
+            for seq, result in self._run_units(batch_units):
+                g, r = seq.slot
+                results[g][r] = result
+                pending[g] -= 1
+            done = sorted({seq.slot[0] for unit in batch_units for seq in unit.sequences if pending[seq.slot[0]] == 0})
+            for g in done:
+                del pending[g]
+            yield done, [results[g] for g in done]  # type: ignore[misc]
+
+    def _pack(self, units: list[_Unit]) -> Iterator[list[_Unit]]:
+        """Pack units into decode batches in order: at most n_batch tokens and n_seq_max sequences."""
+        batch: list[_Unit] = []
+        tokens = seqs = 0
+        for unit in units:
+            n, k = unit.n_tokens, len(unit.sequences)
+            if batch and (tokens + n > self.n_batch or seqs + k > self.ctx.n_seq_max):
+                yield batch
+                batch, tokens, seqs = [], 0, 0
+            batch.append(unit)
+            tokens, seqs = tokens + n, seqs + k
+        if batch:
+            yield batch
+
+    def _run_units(self, units: list[_Unit]) -> Iterator[tuple[_Sequence, LoglikelihoodResult]]:
+        """Decode units from an empty cache, in chunks of n_batch when a unit is larger."""
+        self.ctx.clear()
+        tokens: list[int] = []
+        positions: list[int] = []
+        seq_ids: list[Sequence[int]] = []
+        outputs: list[bool] = []
+        scored: list[tuple[_Sequence, int]] = []  # (sequence, its first output row)
+        seq_base = 0
+        for unit in units:
+            ids = tuple(range(seq_base, seq_base + len(unit.sequences)))
+            seq_base += len(unit.sequences)
+            tokens += unit.prefix
+            positions += range(len(unit.prefix))
+            seq_ids += [ids] * len(unit.prefix)
+            outputs += [False] * len(unit.prefix)
+            for seq_id, seq in zip(ids, unit.sequences):
+                suffix = seq.tokens[len(unit.prefix) :]
+                first_scored = len(seq.tokens) - len(seq.targets)
+                scored.append((seq, sum(outputs)))
+                tokens += suffix
+                positions += range(len(unit.prefix), len(seq.tokens))
+                seq_ids += [(seq_id,)] * len(suffix)
+                outputs += [p >= first_scored for p in range(len(unit.prefix), len(seq.tokens))]
+        rows = []
+        for lo in range(0, len(tokens), self.n_batch):
+            hi = lo + self.n_batch
+            rows.append(self.ctx.decode(Batch(tokens[lo:hi], positions[lo:hi], seq_ids[lo:hi], outputs[lo:hi])))
+        logits = np.concatenate(rows)
+        for seq, row in scored:
+            lls, greedy = log_softmax_at(logits[row : row + len(seq.targets)], seq.targets)
+            yield seq, LoglikelihoodResult(float(lls.sum()), bool(greedy.all()))
+
+    def loglikelihood_unbatched(self, request: LoglikelihoodRequest) -> LoglikelihoodResult:
+        """One request alone, one sequence, no sharing: the plain reference path."""
+        seq = self._sequence(request, (0, 0))
+        self.ctx.clear()
+        first_scored = len(seq.tokens) - len(seq.targets)
+        logits = self.ctx.eval(seq.tokens, outputs=[p >= first_scored for p in range(len(seq.tokens))])
+        lls, greedy = log_softmax_at(logits, seq.targets)
+        return LoglikelihoodResult(float(lls.sum()), bool(greedy.all()))
+
+    # greedy generation
+
+    def generate(self, context: str, *, until: Sequence[str], max_tokens: int) -> str:
+        """Greedy decoding through the KV cache until a stop string, end of generation, or max_tokens."""
+        # lm-eval also stops at the tokenizer's EOS text
+        eos_text = self.model.token_text(self.model.eos) if self.model.eos >= 0 else ""
+        stops = [stop for stop in (*until, eos_text) if stop]
+        prompt = self.encode(context)[-(self.max_length - max_tokens) :]
+        self.ctx.clear()
+        logits = self.ctx.eval(prompt, outputs=[False] * (len(prompt) - 1) + [True])
+        generated: list[int] = []
+        text = ""
+        for _ in range(max_tokens):
+            token = int(np.argmax(logits[-1]))
+            if self.model.is_eog(token):
+                break
+            generated.append(token)
+            text = self.model.detokenize(generated)
+            if any(stop in text for stop in stops) or len(prompt) + len(generated) >= self.kv_cells:
+                break
+            logits = self.ctx.eval([token])
+        for stop in stops:
+            text = text.split(stop)[0]
+        return text

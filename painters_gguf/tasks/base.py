@@ -1,0 +1,158 @@
+"""What a benchmark task is: its data, its prompts, its requests and its per-document metrics.
+
+Prompts, targets, splits and metrics follow lm-evaluation-harness 0.4.x's task definitions
+(its YAML and utils files are the reference); each task is a short module over this base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import random
+from collections.abc import Sequence
+
+from painters_gguf.scoring import LoglikelihoodRequest, LoglikelihoodResult
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Where a split comes from: `<data dir>/<folder>/<split>.jsonl`, or the HF dataset."""
+
+    folder: str
+    hf_path: str
+    hf_name: str | None
+    split: str
+    fields: tuple[str, ...]  # every row must have these
+
+    def describe(self) -> str:
+        name = f" ({self.hf_name})" if self.hf_name else ""
+        return f"{self.hf_path}{name} split {self.split!r}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Metric:
+    name: str
+    higher_is_better: bool = True
+    aggregation: str = "mean"  # "mean" or "perplexity"
+
+
+class Sampler(enum.Enum):
+    RANDOM = "default"  # lm-eval's ContextSampler: successive draws from one Random(1234)
+    FIRST_N = "first_n"  # the first n rows of the few-shot split, in order
+
+
+FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
+
+
+@dataclasses.dataclass(frozen=True)
+class Generation:
+    context: str
+    until: tuple[str, ...]
+    max_tokens: int
+
+
+Request = list[LoglikelihoodRequest] | Generation
+
+
+class Task:
+    """A benchmark task; subclasses fill in the prompt functions and metrics."""
+
+    name: str
+    version: str
+    eval_split: Split
+    fewshot_split: Split | None = None
+    sampler: Sampler = Sampler.RANDOM
+    num_fewshot: int = 0
+    metrics: tuple[Metric, ...] = ()
+    target_delimiter: str = " "
+    fewshot_delimiter: str = "\n\n"
+    generation: bool = False  # greedy generation (else log-likelihoods)
+
+    # prompts (lm-eval's doc_to_text / doc_to_target / doc_to_choice)
+
+    def process_docs(self, rows: list[dict]) -> list[dict]:
+        return rows
+
+    def description(self, doc: dict) -> str:
+        return ""
+
+    def doc_to_text(self, doc: dict) -> str:
+        raise NotImplementedError
+
+    def fewshot_target(self, doc: dict) -> str:
+        """The answer text shown after a few-shot example."""
+        raise NotImplementedError
+
+    def fewshot_text(self, doc: dict) -> str:
+        return self.doc_to_text(doc)
+
+    def context(self, doc: dict, examples: Sequence[dict]) -> str:
+        """Description, labelled few-shot examples, then the document's own prompt."""
+        shots = "".join(
+            self.fewshot_text(ex) + self.target_delimiter + self.fewshot_target(ex) + self.fewshot_delimiter
+            for ex in examples
+        )
+        return self.description(doc) + shots + self.doc_to_text(doc)
+
+    def requests(self, doc: dict, context: str) -> Request:
+        raise NotImplementedError
+
+    def score(self, doc: dict, results: Sequence[LoglikelihoodResult] | str) -> dict:
+        """Per-document metrics plus what the sample log shows (prediction, target)."""
+        raise NotImplementedError
+
+    def baseline(self, doc: dict) -> float:
+        """Expected score of random guessing (or the majority answer) on this document."""
+        return 0.0
+
+    def limit_indices(self, docs: Sequence[dict], limit: int | None) -> list[int]:
+        """The documents a --limit run scores: the first `limit` (beyond the split size: all)."""
+        return list(range(len(docs) if limit is None else min(limit, len(docs))))
+
+    def fewshot_examples(self, docs: Sequence[dict], pool: Sequence[dict], num_fewshot: int) -> list[list[dict]]:
+        """Few-shot examples for each document in evaluation order, as lm-eval draws them."""
+        if num_fewshot == 0:
+            return [[] for _ in docs]
+        # none of our tasks names its test split as the few-shot split, so lm-eval draws exactly
+        # num_fewshot and drops the document itself if it was drawn
+        if self.sampler is Sampler.FIRST_N:
+            return [[ex for ex in pool[:num_fewshot] if ex != doc] for doc in docs]
+        rnd = random.Random(FEWSHOT_SEED)
+        return [[ex for ex in rnd.sample(list(pool), num_fewshot) if ex != doc] for doc in docs]
+
+
+class MultipleChoiceTask(Task):
+    """Choices scored as continuations of one context; acc and acc_norm (per-character)."""
+
+    metrics = (Metric("acc"), Metric("acc_norm"))
+
+    def doc_to_choice(self, doc: dict) -> list[str]:
+        raise NotImplementedError
+
+    def doc_to_target(self, doc: dict) -> int:
+        raise NotImplementedError
+
+    def fewshot_target(self, doc: dict) -> str:
+        return self.doc_to_choice(doc)[self.doc_to_target(doc)]
+
+    def requests(self, doc: dict, context: str) -> Request:
+        return [LoglikelihoodRequest(context, self.target_delimiter + choice) for choice in self.doc_to_choice(doc)]
+
+    def score(self, doc: dict, results: Sequence[LoglikelihoodResult] | str) -> dict:
+        assert not isinstance(results, str)
+        lls = [r.loglikelihood for r in results]
+        lengths = [float(len(choice)) for choice in self.doc_to_choice(doc)]
+        gold = self.doc_to_target(doc)
+        pred = max(range(len(lls)), key=lls.__getitem__)
+        pred_norm = max(range(len(lls)), key=lambda i: lls[i] / lengths[i])
+        return {
+            "acc": float(pred == gold),
+            "acc_norm": float(pred_norm == gold),
+            "loglikelihoods": lls,
+            "is_greedy": [r.is_greedy for r in results],
+            "prediction": pred,
+            "target": gold,
+        }
+
+    def baseline(self, doc: dict) -> float:
+        return 1.0 / len(self.doc_to_choice(doc))
