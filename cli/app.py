@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -12,8 +11,6 @@ import typer
 
 from painters_gguf.cli import eval as eval_cmd
 from painters_gguf.cli import models, plan
-from painters_gguf.cli.console import err
-from painters_gguf.errors import PaintersError
 from painters_gguf.fetch import data_dir
 
 app = typer.Typer(
@@ -41,17 +38,3 @@ def main_options(
     db: Annotated[Optional[Path], typer.Option("--db", help="Results store (SQLite). Default: $PAINTERS_GGUF_DB or the user data dir.")] = None,
 ) -> None:
     ctx.obj = Globals(db=db or default_db())
-
-
-def main() -> None:
-    """Entry point: a PaintersError is one line on stderr and exit code 2, never a traceback."""
-    try:
-        app()
-    except PaintersError as error:
-        from rich.markup import escape
-
-        err.print(f"[bold red]error:[/] {escape(str(error))}", soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted: finished documents are saved; run the same command to resume")
-        sys.exit(130)

@@ -72,7 +72,7 @@ def eval_command(
     add_bos: Annotated[bool, typer.Option("--add-bos", help="Start every request with BOS (lm-eval's default for HF causal models: no).")] = False,
     threads: options.Threads = None,
     n_ctx: options.NCtx = 2048,
-    batch_size: options.BatchSize = 512,
+    batch_size: options.BatchSize = 256,
     n_gpu_layers: options.NGpuLayers = 0,
     data: options.DataDir = None,
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write lm-eval-style results JSON here.")] = None,

@@ -8,13 +8,17 @@ import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from painters_gguf import metrics, variants
 from painters_gguf.data import load_split
 from painters_gguf.plan import Plan
-from painters_gguf.scoring import Scorer
+from painters_gguf.requests import Generation
 from painters_gguf.store import RunKey, Store
-from painters_gguf.tasks.base import Generation, Task
+from painters_gguf.tasks.base import Task
+
+if TYPE_CHECKING:
+    from painters_gguf.scoring import Scorer
 
 Progress = Callable[[int], None]  # called with the number of documents just finished
 

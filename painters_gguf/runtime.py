@@ -58,6 +58,7 @@ _lib.llama_set_eval_callback.restype = None
 
 KV_TYPES = {"f16": C.GGML_TYPE_F16, "f32": C.GGML_TYPE_F32}
 KV_BYTES = {"f16": 2, "f32": 4}
+FLASH_ATTN = {"auto": C.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": C.LLAMA_FLASH_ATTN_TYPE_ENABLED, "off": C.LLAMA_FLASH_ATTN_TYPE_DISABLED}
 
 
 class _Log:
@@ -205,8 +206,10 @@ class Model:
         n_seq_max: int = 1,
         threads: int | None = None,
         kv_type: str = "f16",
+        flash_attn: str = "auto",
     ) -> Context:
-        return Context(self, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, kv_type=kv_type)
+        return Context(self, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, kv_type=kv_type,
+                       flash_attn=flash_attn)  # fmt: skip
 
     def validate_plan(self, plan: Plan) -> None:
         """Check a plan in Python and in C without a context."""
@@ -251,10 +254,14 @@ class Batch:
 class Context:
     """A KV cache and compute buffers over a Model; the plan is set here and can change."""
 
-    def __init__(self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int | None, kv_type: str) -> None:
+    def __init__(
+        self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int | None, kv_type: str, flash_attn: str
+    ) -> None:
         self._ctx = None
         if kv_type not in KV_TYPES:
             raise PaintersError(f"kv_type {kv_type!r}: use one of {', '.join(KV_TYPES)}")
+        if flash_attn not in FLASH_ATTN:
+            raise PaintersError(f"flash_attn {flash_attn!r}: use one of {', '.join(FLASH_ATTN)}")
         self.model = model
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx
@@ -262,7 +269,7 @@ class Context:
         params.n_ubatch = n_batch
         params.n_seq_max = n_seq_max
         params.n_threads = params.n_threads_batch = threads or os.cpu_count() or 1
-        params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        params.flash_attn_type = FLASH_ATTN[flash_attn]
         params.type_k = params.type_v = KV_TYPES[kv_type]
         params.kv_unified = True  # sequences share one cache: a shared prefix is copied by reference
         params.no_perf = True

@@ -18,19 +18,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from painters_gguf.errors import PaintersError
+from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.runtime import Batch, Context, Model
-
-
-@dataclasses.dataclass(frozen=True)
-class LoglikelihoodRequest:
-    context: str
-    continuation: str
-
-
-@dataclasses.dataclass(frozen=True)
-class LoglikelihoodResult:
-    loglikelihood: float
-    is_greedy: bool  # every continuation token is the argmax
 
 
 @dataclasses.dataclass
@@ -80,10 +69,11 @@ class Scorer:
         model: Model,
         *,
         max_length: int = 2048,
-        n_batch: int = 512,
+        n_batch: int = 256,
         n_seq_max: int = 64,
         threads: int | None = None,
         add_bos: bool = False,
+        flash_attn: str = "auto",
     ) -> None:
         self.model = model
         self.max_length = max_length
@@ -91,7 +81,7 @@ class Scorer:
         self.n_batch = n_batch
         self.kv_cells = max(n_batch, max_length)
         self.ctx: Context = model.context(
-            n_ctx=self.kv_cells, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads
+            n_ctx=self.kv_cells, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, flash_attn=flash_attn
         )
 
     # tokenization, as lm-eval's TemplateLM

@@ -27,7 +27,7 @@ def main() -> None:
     params.n_batch = params.n_ubatch = 512
     params.n_seq_max = 1
     params.n_threads = params.n_threads_batch = int(threads)
-    params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_DISABLED
+    params.flash_attn_type = C.LLAMA_FLASH_ATTN_TYPE_AUTO
     params.type_k = params.type_v = C.GGML_TYPE_F16
     params.kv_unified = True
     params.no_perf = True

@@ -32,7 +32,7 @@ TOKENS = [3, 17, 42, 8, 96, 0, 55, 23, 23, 71, 5, 64, 30, 12, 88, 1, 49, 77, 9, 
 
 @pytest.fixture(scope="module")
 def ctx_f32(tiny_model):
-    with tiny_model.context(n_ctx=128, n_batch=64, kv_type="f32") as ctx:
+    with tiny_model.context(n_ctx=128, n_batch=64, kv_type="f32", flash_attn="off") as ctx:
         yield ctx
 
 

@@ -11,7 +11,7 @@ import enum
 import random
 from collections.abc import Sequence
 
-from painters_gguf.scoring import LoglikelihoodRequest, LoglikelihoodResult
+from painters_gguf.requests import Generation, LoglikelihoodRequest, LoglikelihoodResult
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,13 +42,6 @@ class Sampler(enum.Enum):
 
 
 FEWSHOT_SEED = 1234  # lm-eval's default fewshot_random_seed
-
-
-@dataclasses.dataclass(frozen=True)
-class Generation:
-    context: str
-    until: tuple[str, ...]
-    max_tokens: int
 
 
 Request = list[LoglikelihoodRequest] | Generation

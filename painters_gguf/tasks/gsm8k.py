@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from painters_gguf.scoring import LoglikelihoodResult
-from painters_gguf.tasks.base import Generation, Metric, Request, Split, Task
+from painters_gguf.requests import Generation, LoglikelihoodResult
+from painters_gguf.tasks.base import Metric, Request, Split, Task
 
 FIELDS = ("question", "answer")
 

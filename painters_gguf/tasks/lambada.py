@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from painters_gguf.scoring import LoglikelihoodRequest, LoglikelihoodResult
+from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.tasks.base import Metric, Request, Split, Task
 
 

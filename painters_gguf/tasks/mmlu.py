@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from painters_gguf.scoring import LoglikelihoodResult
+from painters_gguf.requests import LoglikelihoodResult
 from painters_gguf.tasks.base import Metric, MultipleChoiceTask, Sampler, Split
 
 FIELDS = ("question", "subject", "choices", "answer")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from painters_gguf.scoring import LoglikelihoodRequest, LoglikelihoodResult
+from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.tasks.base import Metric, MultipleChoiceTask, Request, Split
 
 FIELDS = ("sentence", "option1", "option2", "answer")

@@ -1,0 +1,102 @@
+"""`painters-gguf eval` end to end on a tiny model: results JSON, sample logs, the store's reuse
+of finished work, and a run killed mid-task that resumes to the scores of an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CLI = str(Path(sys.executable).with_name("painters-gguf"))
+
+
+def run_cli(*args: str, data: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PAINTERS_GGUF_DATA=str(data), COLUMNS="200")
+    result = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stderr
+    return result
+
+
+def doc_count(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=30) as con:
+            return con.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+    except sqlite3.OperationalError:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def tiny_path(tiny_bpe_model) -> Path:
+    return tiny_bpe_model.path
+
+
+ARGS = ["--tasks", "arc_easy,lambada_openai", "--limit", "30", "--batch-size", "64", "--threads", "2"]
+
+
+def test_eval_writes_results_and_samples(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
+    out, samples = tmp_path / "results.json", tmp_path / "samples.jsonl"
+    result = run_cli("--db", str(tmp_path / "r.db"), "eval", "-m", str(tiny_path), "--plan", "skip", "--n", "1",
+                     *ARGS, "-o", str(out), "--log-samples", str(samples), data=shared_data)  # fmt: skip
+    assert "normalized" in result.stdout and "arc_easy" in result.stdout
+    data = json.loads(out.read_text())
+    block = data["results"]["arc_easy"]
+    assert set(block) == {"alias", "acc,none", "acc_stderr,none", "acc_norm,none", "acc_norm_stderr,none"}
+    assert data["config"]["plan"] == "0-1,3"
+    assert data["n-samples"]["arc_easy"] == {"original": 2376, "effective": 30}
+    assert data["higher_is_better"]["lambada_openai"] == {"perplexity": False, "acc": True}
+    assert data["full_model_results"]["lambada_openai"]["perplexity,none"] > 1
+    records = [json.loads(line) for line in samples.read_text().splitlines()]
+    assert len(records) == 60
+    first = records[0]
+    assert first["task"] == "arc_easy" and first["doc_id"] == 0 and len(first["resps"]) == 4
+    assert first["arguments"][0][1] == " Sunlight is the source of energy for nearly all ecosystems."
+    accs = [r["acc"] for r in records if r["task"] == "arc_easy"]
+    assert block["acc,none"] == pytest.approx(sum(accs) / len(accs))
+
+
+def test_full_model_is_computed_once(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
+    db = tmp_path / "r.db"
+    run_cli("--db", str(db), "eval", "-m", str(tiny_path), "--plan", "skip", "--n", "1", *ARGS, data=shared_data)
+    assert doc_count(db) == 4 * 30  # 2 tasks x (plan + full model)
+    second = run_cli("--db", str(db), "eval", "-m", str(tiny_path), "--plan", "reverse", "--n", "0", *ARGS, data=shared_data)
+    assert doc_count(db) == 6 * 30  # only the new plan's documents
+    assert "60 documents to score" in second.stderr
+    third = run_cli("--db", str(db), "eval", "-m", str(tiny_path), "--plan", "reverse", *ARGS[:2], "--limit", "20", data=shared_data)
+    assert "0 documents to score" in third.stderr  # a --limit subset of finished work
+
+
+def test_killed_run_resumes_to_the_same_scores(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
+    args = ["eval", "-m", str(tiny_path), "--plan", "parallel", "--n", "0", *ARGS]
+    run_cli("--db", str(tmp_path / "whole.db"), *args, "-o", str(tmp_path / "whole.json"), data=shared_data)
+
+    db = tmp_path / "killed.db"
+    env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data))
+    process = subprocess.Popen([CLI, "--db", str(db), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while doc_count(db) < 10 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = doc_count(db)
+    assert 10 <= killed_at < 120, killed_at
+
+    run_cli("--db", str(db), *args, "-o", str(tmp_path / "resumed.json"), data=shared_data)
+    whole = json.loads((tmp_path / "whole.json").read_text())
+    resumed = json.loads((tmp_path / "resumed.json").read_text())
+    for key in ("results", "full_model_results"):
+        for task, block in whole[key].items():
+            for metric, value in block.items():
+                assert resumed[key][task][metric] == (pytest.approx(value, rel=1e-6) if isinstance(value, float) else value)
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert con.execute("SELECT COUNT(*) FROM docs").fetchone()[0] == 120
+        dupes = con.execute("SELECT COUNT(*) FROM (SELECT run_id, doc_index FROM docs GROUP BY 1, 2 HAVING COUNT(*) > 1)")
+        assert dupes.fetchone()[0] == 0
