@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from painters_gguf.cli import eval as eval_cmd
-from painters_gguf.cli import models, plan
+from painters_gguf.cli import models, plan, similarity, sweep
 from painters_gguf.fetch import data_dir
 
 app = typer.Typer(
@@ -20,6 +20,9 @@ app = typer.Typer(
 )
 app.add_typer(models.app, name="models")
 app.command("eval")(eval_cmd.eval_command)
+app.command()(sweep.sweep)
+app.command()(sweep.report)
+app.command()(similarity.similarity)
 app.command()(plan.plan)
 
 

@@ -7,32 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from rich.text import Text
 
 from painters_gguf import metrics, tasks, variants
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out
-from painters_gguf.data import data_dir
-from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, TaskScores, prepare
-from painters_gguf.fetch import resolve_model
+from painters_gguf.cli.session import open_session, progress_bar
+from painters_gguf.evaluate import PreparedTask, Settings, TaskScores
 from painters_gguf.report import results_json, sample_records, write_json, write_samples
-from painters_gguf.store import Store
 
 DEFAULT_TASKS = "arc_easy,hellaswag,winogrande,lambada_openai"
-
-
-class RateColumn(ProgressColumn):
-    def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.2f} items/s" if task.speed else "- items/s", style="progress.data.speed")
-
-
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=err, transient=False,
-    )  # fmt: skip
 
 
 def fmt(value: float | None, stderr: float | None = None) -> str:
@@ -68,8 +52,8 @@ def eval_command(
     iters: options.Iters = 3,
     task_names: Annotated[str, typer.Option("--tasks", "-t", help=f"Comma list of {', '.join(tasks.TASKS)}, or all.")] = DEFAULT_TASKS,
     limit: options.Limit = None,
-    num_fewshot: Annotated[Optional[int], typer.Option("--num-fewshot", help="Few-shot examples (default: lm-eval's per task: 5 for gsm8k, else 0).")] = None,
-    add_bos: Annotated[bool, typer.Option("--add-bos", help="Start every request with BOS (lm-eval's default for HF causal models: no).")] = False,
+    num_fewshot: options.NumFewshot = None,
+    add_bos: options.AddBos = False,
     threads: options.Threads = None,
     n_ctx: options.NCtx = 2048,
     batch_size: options.BatchSize = 256,
@@ -79,27 +63,16 @@ def eval_command(
     log_samples: Annotated[Optional[Path], typer.Option("--log-samples", help="Write one JSON record per document here (JSONL).")] = None,
 ) -> None:
     """Score a plan on benchmarks, next to the unmodified model and normalized (0 = chance, 1 = full model)."""
-    from painters_gguf.runtime import Model
-    from painters_gguf.scoring import Scorer
-
-    if limit is not None and limit < 1:
-        raise typer.BadParameter("--limit takes a number >= 1", param_hint="--limit")
-    chosen = tasks.select(task_names)
     settings = Settings(num_fewshot=num_fewshot, max_length=n_ctx, add_bos=add_bos)
-    root = data_dir(data)
-    with err.status("loading the model ..."):
-        path = resolve_model(model, log=lambda line: err.print(escape(line)))
-        llm = Model(path, n_gpu_layers=n_gpu_layers)
-        layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
-        llm.validate_plan(layer_plan)
-    with err.status("reading the tasks ..."):
-        prepared = [prepare(task, root, limit, settings) for task in chosen]
-    store = Store(ctx.obj.db)
-    evaluator = Evaluator(Scorer(llm, max_length=n_ctx, n_batch=batch_size, threads=threads, add_bos=add_bos), store, settings)
+    session = open_session(db=ctx.obj.db, model=model, task_names=task_names, limit=limit, settings=settings, data=data,
+                           threads=threads, batch_size=batch_size, n_gpu_layers=n_gpu_layers)  # fmt: skip
+    path, llm, prepared, evaluator = session.path, session.model, session.prepared, session.evaluator
+    layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
+    llm.validate_plan(layer_plan)
     plans = [layer_plan] if layer_plan == evaluator.full_plan else [layer_plan, evaluator.full_plan]
     total = sum(evaluator.todo(p, prep) for p in plans for prep in prepared)
     err.print(f"{escape(path.name)} ({llm.arch}, {llm.n_layer} layers), plan [bold cyan]{escape(layer_plan.text)}[/]; "
-              f"{total} documents to score, the rest from {escape(str(store.path))}")  # fmt: skip
+              f"{total} documents to score, the rest from {escape(str(evaluator.store.path))}")  # fmt: skip
     by_plan: dict[str, list[TaskScores]] = {}
     with progress_bar() as bar:
         for p in plans:

@@ -115,12 +115,21 @@ class Evaluator:
             else:
                 self._loglikelihoods(run_id, prepared, todo, progress)
             done = self.store.results(run_id)
+        return self._scores(prepared, done)
+
+    def stored(self, plan: Plan, prepared: PreparedTask) -> TaskScores | None:
+        """The scores if the store has every document asked for; computes nothing."""
+        done = self.store.results(self.store.run_id(self.run_key(plan, prepared.task)))
+        return self._scores(prepared, done) if all(i in done for i in prepared.indices) else None
+
+    @staticmethod
+    def _scores(prepared: PreparedTask, done: dict[int, dict]) -> TaskScores:
         results = {i: done[i] for i in prepared.indices}
         scores = {
             metric.name: metrics.aggregate(metric.aggregation, [results[i][metric.name] for i in prepared.indices])
-            for metric in task.metrics
+            for metric in prepared.task.metrics
         }
-        return TaskScores(task, len(prepared.indices), scores, results)
+        return TaskScores(prepared.task, len(prepared.indices), scores, results)
 
     def _loglikelihoods(self, run_id: int, prepared: PreparedTask, todo: Sequence[int], progress: Progress) -> None:
         task, docs = prepared.task, prepared.docs

@@ -126,6 +126,11 @@ class SourceTree:
             fail(f"the patch did not apply ({output}); removed {self.dir}, run again for a clean tree")
 
 
+def source_tree(root: Path, args: list[str]) -> SourceTree:
+    """The source tree and CMake build directory kept for one set of build flags."""
+    return SourceTree(root, f"{VERSION}-{flags_key(args)}-{platform.machine()}")
+
+
 def build(root: Path, stock: bool, cached_only: bool) -> Path:
     """The cached wheel for this key, built if missing."""
     args = cmake_args()
@@ -140,7 +145,7 @@ def build(root: Path, stock: bool, cached_only: bool) -> Path:
     if cached_only:
         fail(f"no cached wheel {key} in {root / 'wheels'}")
 
-    tree = SourceTree(root, f"{VERSION}-{flags_key(args)}-{platform.machine()}")
+    tree = source_tree(root, args)
     tree.prepare(fetch_sdist(root), patch)
     env = dict(os.environ, CMAKE_ARGS=" ".join(args))
     with tempfile.TemporaryDirectory() as tmp:

@@ -61,6 +61,12 @@ class Task:
     fewshot_delimiter: str = "\n\n"
     generation: bool = False  # greedy generation (else log-likelihoods)
 
+    @property
+    def primary_metric(self) -> str:
+        """The metric sweeps and figures normalize: acc_norm where the task has it, else the first."""
+        names = [m.name for m in self.metrics]
+        return "acc_norm" if "acc_norm" in names else next(m.name for m in self.metrics if m.higher_is_better)
+
     # prompts (lm-eval's doc_to_text / doc_to_target / doc_to_choice)
 
     def process_docs(self, rows: list[dict]) -> list[dict]:

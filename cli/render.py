@@ -1,0 +1,105 @@
+"""Rich tables and terminal heatmaps for sweeps and similarity matrices."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+import numpy as np
+from rich.table import Table
+from rich.text import Text
+
+from painters_gguf.sweeps import Cell
+from painters_gguf.variants import Variant
+
+
+def fmt(value: float | None, spread: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
+
+
+def shade(value: float | None, low: float = 0.0, high: float = 1.0) -> str:
+    """A background from red (low) to green (high), for heatmap cells."""
+    if value is None or not np.isfinite(value):
+        return "on grey23"
+    t = min(max((value - low) / (high - low or 1.0), 0.0), 1.0)
+    return f"on rgb({int(200 * (1 - t))},{int(170 * t)},60)"
+
+
+def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[str], n_layer: int) -> Table:
+    """Figs. 2, 4-9: a row per N (or layer), normalized primary metric per task and their mean."""
+    title = f"{variant.value}: normalized scores (0 = chance, 1 = full model)"
+    table = Table(title=title)
+    first = "layer n" if variant in (Variant.SKIP_ONE, Variant.SWAP) else "N (M middle layers)"
+    table.add_column(first, justify="right")
+    for name in task_names:
+        table.add_column(name, justify="right")
+    table.add_column("mean", justify="right")
+    by_n: dict[tuple[int, int | None], list[Cell]] = {}
+    for cell in cells:
+        by_n.setdefault((cell.point.n, cell.point.iters), []).append(cell)
+    for (n, iters), group in by_n.items():
+        label = str(n) if variant in (Variant.SKIP_ONE, Variant.SWAP) else f"{n} ({n_layer - 2 * n - 1})"
+        if iters is not None:
+            label += f" x{iters}"
+        row = [label]
+        for name in [*task_names, None]:
+            values = [c.mean if name is None else c.normalized[name] for c in group]
+            known = [v for v in values if v is not None]
+            if len(known) < len(values) or not known:
+                row.append("-")
+            elif len(known) > 1:  # random: the mean over seeds, and their spread
+                row.append(fmt(statistics.fmean(known), statistics.stdev(known)))
+            else:
+                row.append(fmt(known[0]))
+        table.add_row(*row)
+    return table
+
+
+def heatmap(matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], title: str,
+            low: float = 0.0, high: float = 1.0, best_per_row: bool = False, compact: bool = False) -> Table:  # fmt: skip
+    """A terminal heatmap: one colored cell per value (NaN: no result); optionally star each row's best.
+
+    compact: two-character color cells without numbers, for large matrices (a 33 x 33 similarity matrix).
+    """
+    table = Table(title=title, show_lines=False, pad_edge=False, box=None if compact else Table().box,
+                  padding=0 if compact else (0, 1), caption=f"color scale: {low:.2f} (red) to {high:.2f} (green)")  # fmt: skip
+    table.add_column("", justify="right")
+    for column in columns:
+        table.add_column(column[-2:] if compact else column, justify="center")
+    for r, label in enumerate(rows):
+        values = matrix[r]
+        best = int(np.nanargmax(values)) if best_per_row and np.isfinite(values).any() else -1
+        cells = []
+        for c, value in enumerate(values):
+            if compact:
+                text = "  "
+            else:
+                text = "  -  " if not np.isfinite(value) else f"{value:5.2f}" + ("*" if c == best else " ")
+            cells.append(Text(text, style=shade(value if np.isfinite(value) else None, low, high)))
+        table.add_row(label + (" " if compact else ""), *cells)
+    return table
+
+
+def looped_heatmap(cells: Sequence[Cell], n_layer: int) -> Table:
+    """Fig. 10: looped parallel, mean normalized score by M (rows) and iterations (columns)."""
+    ns = sorted({c.point.n for c in cells})
+    ks = sorted({c.point.iters or 1 for c in cells})
+    matrix = np.full((len(ns), len(ks)), np.nan)
+    for cell in cells:
+        if cell.mean is not None:
+            matrix[ns.index(cell.point.n), ks.index(cell.point.iters or 1)] = cell.mean
+    rows = [f"M={n_layer - 2 * n - 1}" for n in ns]
+    return heatmap(matrix, rows, [f"x{k}" for k in ks], "looped parallel: mean normalized score (* best per M)", best_per_row=True)
+
+
+def summary_table(summary: dict[Variant, tuple[float | None, float | None]]) -> Table:
+    """Fig. 11: every variant's mean and median normalized score."""
+    table = Table(title="all variants: normalized scores over every N and task")
+    table.add_column("variant")
+    table.add_column("mean", justify="right")
+    table.add_column("median", justify="right")
+    for variant, (mean, median) in sorted(summary.items(), key=lambda kv: -(kv[1][1] if kv[1][1] is not None else -9)):
+        table.add_row(variant.value, fmt(mean), fmt(median))
+    return table

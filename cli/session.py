@@ -1,0 +1,70 @@
+"""What eval, sweep and report share: load the model once, read the tasks, open the store."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
+from rich.text import Text
+
+from painters_gguf import tasks
+from painters_gguf.cli.console import err
+from painters_gguf.data import data_dir
+from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, prepare
+from painters_gguf.fetch import resolve_model
+from painters_gguf.store import Store
+
+
+@dataclasses.dataclass
+class Session:
+    path: Path
+    evaluator: Evaluator
+    prepared: list[PreparedTask]
+
+    @property
+    def model(self):  # noqa: ANN201 - painters_gguf.runtime.Model
+        return self.evaluator.model
+
+
+def open_session(
+    *,
+    db: Path,
+    model: str | None,
+    task_names: str,
+    limit: int | None,
+    settings: Settings,
+    data: Path | None,
+    threads: int | None,
+    batch_size: int,
+    n_gpu_layers: int,
+) -> Session:
+    from painters_gguf.runtime import Model
+    from painters_gguf.scoring import Scorer
+
+    if limit is not None and limit < 1:
+        from painters_gguf.errors import PaintersError
+
+        raise PaintersError("--limit takes a number >= 1")
+    chosen = tasks.select(task_names)
+    with err.status("loading the model ..."):
+        path = resolve_model(model, log=lambda line: err.print(escape(line)))
+        llm = Model(path, n_gpu_layers=n_gpu_layers)
+    with err.status("reading the tasks ..."):
+        prepared = [prepare(task, data_dir(data), limit, settings) for task in chosen]
+    scorer = Scorer(llm, max_length=settings.max_length, n_batch=batch_size, threads=threads, add_bos=settings.add_bos)
+    return Session(path, Evaluator(scorer, Store(db), settings), prepared)
+
+
+class RateColumn(ProgressColumn):
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.2f} items/s" if task.speed else "- items/s", style="progress.data.speed")
+
+
+def progress_bar() -> Progress:
+    """An M/N bar with items/s and ETA, on stderr."""
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+        TextColumn("eta"), TimeRemainingColumn(), console=err,
+    )  # fmt: skip

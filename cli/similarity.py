@@ -1,0 +1,58 @@
+"""`painters-gguf similarity` (Fig. 3): mean cosine similarity of the hidden states of every pair of layers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import typer
+from rich.markup import escape
+
+from painters_gguf import variants
+from painters_gguf.cli import options
+from painters_gguf.cli.console import err, out
+from painters_gguf.cli.render import heatmap
+from painters_gguf.cli.session import progress_bar
+from painters_gguf.data import data_dir, load_split
+from painters_gguf.fetch import resolve_model
+from painters_gguf.tasks import TASKS
+
+
+def similarity(
+    model: options.Model = None,
+    plan: Annotated[str, typer.Option("--plan", "-p", help="A variant or plan text (default: the full model).")] = "full",
+    n: options.N = 0,
+    seed: options.Seed = 0,
+    iters: options.Iters = 3,
+    docs: Annotated[int, typer.Option("--docs", help="LAMBADA documents to average over (the paper: 100).")] = 100,
+    n_ctx: options.NCtx = 2048,
+    threads: options.Threads = None,
+    n_gpu_layers: options.NGpuLayers = 0,
+    data: options.DataDir = None,
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the matrix as .npy, with a .csv beside it.")] = None,
+) -> None:
+    """Fig. 3: mean cosine similarity between the hidden states of every pair of layers (embedding + each output)."""
+    from painters_gguf.runtime import Model
+    from painters_gguf.similarity import mean_similarity
+
+    if docs < 1:
+        raise typer.BadParameter("--docs takes a number >= 1", param_hint="--docs")
+    with err.status("loading the model ..."):
+        path = resolve_model(model, log=lambda line: err.print(escape(line)))
+        llm = Model(path, n_gpu_layers=n_gpu_layers)
+    layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
+    task = TASKS["lambada_openai"]
+    rows = load_split(data_dir(data), task.eval_split)[:docs]
+    documents = [llm.tokenize(row["text"])[-n_ctx:] for row in rows]
+    with llm.context(n_ctx=max(len(d) for d in documents), n_batch=512, threads=threads) as ctx, progress_bar() as bar:
+        job = bar.add_task("documents", total=len(documents))
+        matrix = mean_similarity(ctx, layer_plan, documents, progress=lambda k: bar.advance(job, k))
+    labels = ["emb", *(str(s) for s in range(layer_plan.n_steps))]
+    title = f"{path.name} · plan {layer_plan.text}: mean cosine similarity over {len(documents)} LAMBADA documents"
+    out.print(heatmap(matrix, labels, labels, title, low=float(np.min(matrix)), high=1.0, compact=True))
+    if output is not None:
+        npy = output.with_suffix(".npy")
+        np.save(npy, matrix)
+        np.savetxt(npy.with_suffix(".csv"), matrix, delimiter=",", fmt="%.6f", header=",".join(labels), comments="")
+        err.print(f"wrote {escape(str(npy))} and {escape(str(npy.with_suffix('.csv')))}")

@@ -1,0 +1,147 @@
+"""Figures shaped like the paper's, as PNG and SVG (matplotlib: `pip install 'painters-gguf[plot]'`)."""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from painters_gguf.errors import PaintersError
+from painters_gguf.sweeps import Cell, summarize
+from painters_gguf.variants import Variant
+
+TITLES = {
+    Variant.SKIP: "Skipping the middle layers",
+    Variant.MIDDLE_REPEAT: "Repeating layer T/2 in the middle",
+    Variant.REVERSE: "Reversing the middle layers",
+    Variant.RANDOM: "Shuffling the middle layers",
+    Variant.PARALLEL: "Running the middle layers in parallel",
+    Variant.LOOPED_PARALLEL: "Looped parallel middle layers",
+    Variant.SKIP_ONE: "Skipping one layer",
+    Variant.SWAP: "Swapping layers n and n+1",
+}
+
+
+def _pyplot():  # noqa: ANN202
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PaintersError("figures need matplotlib: pip install 'painters-gguf[plot]'") from None
+    return plt
+
+
+def _save(fig, folder: Path, stem: str) -> list[Path]:  # noqa: ANN001
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    return paths
+
+
+def variant_figure(folder: Path, model: str, variant: Variant, cells: Sequence[Cell], tasks: Sequence[str]) -> list[Path]:
+    """Figs. 2, 4-9: normalized score against N (or the layer) for each task."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    xs = sorted({c.point.n for c in cells if c.point.iters in (None, 3) or variant != Variant.LOOPED_PARALLEL})
+    for task in tasks:
+        means, spreads = [], []
+        for x in xs:
+            values = [c.normalized[task] for c in cells if c.point.n == x and c.normalized[task] is not None
+                      and (variant != Variant.LOOPED_PARALLEL or c.point.iters in (None, 3))]  # fmt: skip
+            means.append(statistics.fmean(values) if values else np.nan)
+            spreads.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+        ax.errorbar(xs, means, yerr=spreads if variant == Variant.RANDOM else None, marker="o", ms=3, capsize=2, label=task)
+    ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+    ax.axhline(0.0, color="grey", lw=0.8, ls=":")
+    ax.set_xlabel("layer n" if variant in (Variant.SKIP_ONE, Variant.SWAP) else "N (layers 0..N and T-N..T-1 kept)")
+    ax.set_ylabel("normalized score (0 = chance, 1 = full model)")
+    ax.set_title(f"{TITLES[variant]} · {model}")
+    ax.legend(fontsize=8)
+    paths = _save(fig, folder, f"fig-{variant.value}")
+    plt.close(fig)
+    return paths
+
+
+def looped_figure(folder: Path, model: str, cells: Sequence[Cell], n_layer: int) -> list[Path]:
+    """Fig. 10: mean normalized score by middle width M and iterations; the best per M marked."""
+    plt = _pyplot()
+    ns = sorted({c.point.n for c in cells})
+    ks = sorted({c.point.iters or 1 for c in cells})
+    matrix = np.full((len(ns), len(ks)), np.nan)
+    for cell in cells:
+        if cell.mean is not None:
+            matrix[ns.index(cell.point.n), ks.index(cell.point.iters or 1)] = cell.mean
+    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(ks), 1.0 + 0.3 * len(ns)))
+    image = ax.imshow(matrix, cmap="viridis", aspect="auto")
+    for r in range(len(ns)):
+        if np.isfinite(matrix[r]).any():
+            ax.scatter([int(np.nanargmax(matrix[r]))], [r], marker="*", color="red", s=40)
+    ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+    ax.set_yticks(range(len(ns)), [str(n_layer - 2 * n - 1) for n in ns])
+    ax.set_xlabel("iterations")
+    ax.set_ylabel("M (middle layers)")
+    ax.set_title(f"Looped parallel · {model}")
+    fig.colorbar(image, ax=ax, label="mean normalized score")
+    paths = _save(fig, folder, "fig-looped-parallel-iterations")
+    plt.close(fig)
+    return paths
+
+
+def summary_figure(folder: Path, model: str, cells: Sequence[Cell]) -> list[Path]:
+    """Fig. 11: every variant's mean and median normalized score."""
+    plt = _pyplot()
+    summary = {v: s for v, s in summarize(cells).items() if s[0] is not None}
+    order = sorted(summary, key=lambda v: -summary[v][1])  # type: ignore[operator]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    x = np.arange(len(order))
+    ax.bar(x - 0.2, [summary[v][1] for v in order], 0.4, label="median")
+    ax.bar(x + 0.2, [summary[v][0] for v in order], 0.4, label="mean")
+    ax.set_xticks(x, [v.value for v in order], rotation=20)
+    ax.set_ylabel("normalized score")
+    ax.set_title(f"All variants · {model}")
+    ax.legend()
+    paths = _save(fig, folder, "fig-variants")
+    plt.close(fig)
+    return paths
+
+
+def similarity_figure(folder: Path, model: str, matrix: np.ndarray) -> list[Path]:
+    """Fig. 3: the mean cosine similarity of hidden states, embedding output first."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    image = ax.imshow(matrix, cmap="viridis", vmax=1.0)
+    ticks = list(range(0, len(matrix), max(1, len(matrix) // 8)))
+    ax.set_xticks(ticks, ["emb" if t == 0 else str(t - 1) for t in ticks])
+    ax.set_yticks(ticks, ["emb" if t == 0 else str(t - 1) for t in ticks])
+    ax.set_xlabel("layer")
+    ax.set_ylabel("layer")
+    ax.set_title(f"Hidden-state cosine similarity · {model}")
+    fig.colorbar(image, ax=ax)
+    paths = _save(fig, folder, "fig-similarity")
+    plt.close(fig)
+    return paths
+
+
+def write_all(folder: Path, model: str, n_layer: int, cells: dict[Variant, list[Cell]], tasks: Sequence[str],
+              similarity: Path | None = None) -> list[Path]:  # fmt: skip
+    written: list[Path] = []
+    for variant, variant_cells in cells.items():
+        if any(c.normalized[t] is not None for c in variant_cells for t in tasks):
+            written += variant_figure(folder, model, variant, variant_cells, tasks)
+        if variant == Variant.LOOPED_PARALLEL and len({c.point.iters for c in variant_cells}) > 1:
+            written += looped_figure(folder, model, variant_cells, n_layer)
+    middle = [c for v, group in cells.items() for c in group if v not in (Variant.SKIP_ONE, Variant.SWAP)]
+    if len({c.point.variant for c in middle}) > 1:
+        written += summary_figure(folder, model, middle)
+    if similarity is not None:
+        try:
+            matrix = np.load(similarity)
+        except (OSError, ValueError) as err:
+            raise PaintersError(f"{similarity}: not a saved similarity matrix ({err})") from None
+        written += similarity_figure(folder, model, matrix)
+    return written

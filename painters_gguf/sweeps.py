@@ -1,0 +1,129 @@
+"""The paper's sweeps as grids of plans, scored through the results store.
+
+Figs. 4-9: every N from 0 to T//2 - 1 for a middle variant (random: over seeds);
+Fig. 10: looped parallel over N (so M) x iterations; Fig. 2: skip or swap single layers;
+Fig. 11: every middle variant summarized by the mean and median of its normalized scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from collections.abc import Sequence
+
+from painters_gguf import metrics, variants
+from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
+from painters_gguf.plan import Plan
+from painters_gguf.variants import Variant
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One plan of a sweep and where it sits in its figure."""
+
+    variant: Variant
+    n: int  # the paper's N, or the layer for skip-one / swap
+    seed: int | None
+    iters: int | None
+    plan: Plan
+
+    @property
+    def label(self) -> str:
+        extra = f" seed {self.seed}" if self.seed is not None else f" x{self.iters}" if self.iters is not None else ""
+        return f"{self.variant.value} n={self.n}{extra}"
+
+
+def parse_variants(spec: str) -> list[Variant]:
+    if spec == "all":
+        return list(variants.MIDDLE_VARIANTS)
+    return [variants.Variant(name.strip()) if name.strip() in {v.value for v in Variant} else _unknown(name)
+            for name in spec.split(",")]  # fmt: skip
+
+
+def _unknown(name: str) -> Variant:
+    from painters_gguf.errors import PlanError
+
+    raise PlanError(f"unknown variant {name.strip()!r}: use {', '.join(v.value for v in Variant if v != Variant.FULL)} or all")
+
+
+def grid(variant: Variant, n_layer: int, *, seeds: int = 10, iters: Sequence[int] = (3,)) -> list[Point]:
+    if variant == Variant.SKIP_ONE:
+        return [Point(variant, n, None, None, variants.skip_one(n_layer, n)) for n in range(n_layer)]
+    if variant == Variant.SWAP:
+        return [Point(variant, n, None, None, variants.swap(n_layer, n)) for n in range(n_layer - 1)]
+    points = []
+    for n in range((n_layer - 2) // 2 + 1):
+        if variant == Variant.RANDOM:
+            points += [Point(variant, n, s, None, variants.random_order(n_layer, n, s)) for s in range(seeds)]
+        elif variant == Variant.LOOPED_PARALLEL:
+            points += [Point(variant, n, None, k, variants.looped_parallel(n_layer, n, k)) for k in iters]
+        else:
+            points.append(Point(variant, n, None, None, variants.make(variant, n_layer, n)))
+    return points
+
+
+def parse_iters(spec: str) -> list[int]:
+    """`3` or a range `1-6`."""
+    from painters_gguf.errors import PaintersError
+
+    try:
+        low, _, high = spec.partition("-")
+        values = list(range(int(low), int(high or low) + 1))
+    except ValueError:
+        raise PaintersError(f"--iters {spec!r}: write a count like 3 or a range like 1-6") from None
+    if not values or values[0] < 1:
+        raise PaintersError(f"--iters {spec!r}: iterations start at 1")
+    return values
+
+
+@dataclasses.dataclass
+class Cell:
+    """A point's normalized scores (primary metric) per task; None where the store has no result."""
+
+    point: Point
+    normalized: dict[str, float | None]
+    raw: dict[str, float | None]
+
+    @property
+    def mean(self) -> float | None:
+        values = [v for v in self.normalized.values() if v is not None]
+        return statistics.fmean(values) if values and len(values) == len(self.normalized) else None
+
+
+def run(
+    evaluator: Evaluator,
+    points: Sequence[Point],
+    prepared: Sequence[PreparedTask],
+    *,
+    compute: bool,
+    progress: Progress = lambda n: None,
+) -> list[Cell]:
+    """Score every point on every task (compute=False: only read what the store has)."""
+    full = {prep.task.name: evaluator.run(evaluator.full_plan, prep, progress) if compute else evaluator.stored(evaluator.full_plan, prep)
+            for prep in prepared}  # fmt: skip
+    cells = []
+    for point in points:
+        normalized: dict[str, float | None] = {}
+        raw: dict[str, float | None] = {}
+        for prep in prepared:
+            scores = evaluator.run(point.plan, prep, progress) if compute else evaluator.stored(point.plan, prep)
+            raw[prep.task.name], normalized[prep.task.name] = _primary(prep, scores, full[prep.task.name])
+        cells.append(Cell(point, normalized, raw))
+    return cells
+
+
+def _primary(prep: PreparedTask, scores: TaskScores | None, full: TaskScores | None) -> tuple[float | None, float | None]:
+    if scores is None:
+        return None, None
+    value = scores.scores[prep.task.primary_metric][0]
+    if full is None:
+        return value, None
+    return value, metrics.normalized(value, prep.baseline, full.scores[prep.task.primary_metric][0])
+
+
+def summarize(cells: Sequence[Cell]) -> dict[Variant, tuple[float | None, float | None]]:
+    """Fig. 11: per variant, the mean and median of all its normalized scores (points x tasks)."""
+    by_variant: dict[Variant, list[float]] = {}
+    for cell in cells:
+        by_variant.setdefault(cell.point.variant, []).extend(v for v in cell.normalized.values() if v is not None)
+    return {v: (statistics.fmean(xs), statistics.median(xs)) if xs else (None, None) for v, xs in by_variant.items()}

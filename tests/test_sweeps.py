@@ -1,0 +1,130 @@
+"""Sweeps: plan grids as the paper defines them, hidden-state similarity against the numpy
+reference, and a sweep killed mid-way that resumes to the store of an uninterrupted one."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from painters_gguf import sweeps, variants
+from painters_gguf.errors import PaintersError, PlanError
+from painters_gguf.plan import Plan
+from painters_gguf.variants import Variant
+from tiny_llama import Reference, TinyWeights
+
+T = 32
+
+
+def test_middle_grid_for_32_layers() -> None:
+    points = sweeps.grid(Variant.SKIP, T)
+    assert [p.n for p in points] == list(range(16))  # N from 0 to T//2 - 1
+    assert [len(variants.middle(T, p.n)) for p in points][-1] == 1  # N = 15 gives M = 1
+    assert points[0].plan == Plan.parse("0")  # N = 0 keeps layer 0 only: the middle is 1..31
+    parallel = sweeps.grid(Variant.PARALLEL, T)
+    assert list(parallel[-1].plan.executions()) == [(i,) for i in range(T)]  # parallel at N=15 is the full model
+    looped = sweeps.grid(Variant.LOOPED_PARALLEL, T, iters=[3])
+    assert list(looped[-1].plan.executions()) == [(i,) for i in range(16)] + [(16,)] * 3 + [(i,) for i in range(17, T)]
+    assert looped[7].plan.text == "0-7,{8-24}x3,25-31"
+
+
+def test_random_and_iteration_grids() -> None:
+    random_points = sweeps.grid(Variant.RANDOM, T, seeds=10)
+    assert len(random_points) == 16 * 10
+    assert {p.seed for p in random_points} == set(range(10))
+    fig10 = sweeps.grid(Variant.LOOPED_PARALLEL, T, iters=sweeps.parse_iters("1-6"))
+    assert len(fig10) == 16 * 6 and {p.iters for p in fig10} == set(range(1, 7))
+
+
+def test_single_layer_grids() -> None:
+    assert [p.plan for p in sweeps.grid(Variant.SKIP_ONE, T)] == [variants.skip_one(T, n) for n in range(T)]
+    assert len(sweeps.grid(Variant.SWAP, T)) == T - 1
+
+
+def test_parse_options() -> None:
+    assert sweeps.parse_variants("all") == list(variants.MIDDLE_VARIANTS)
+    assert sweeps.parse_variants("skip, swap") == [Variant.SKIP, Variant.SWAP]
+    with pytest.raises(PlanError, match="unknown variant 'skipp'"):
+        sweeps.parse_variants("skipp")
+    assert sweeps.parse_iters("3") == [3] and sweeps.parse_iters("2-4") == [2, 3, 4]
+    for bad in ("0", "x", "3-1"):
+        with pytest.raises(PaintersError):
+            sweeps.parse_iters(bad)
+
+
+@pytest.mark.parametrize("plan_text", [None, "0,{1-4}x2,5", "5-0"])
+def test_similarity_matches_the_reference(tiny_model, tiny_weights: TinyWeights, plan_text: str | None) -> None:
+    from painters_gguf.similarity import cosine_matrix, mean_similarity
+
+    reference = Reference(tiny_weights)
+    plan = variants.full(6) if plan_text is None else Plan.parse(plan_text)
+    documents = [[3, 17, 42, 8, 96, 0, 55, 23], [5, 64, 30, 12, 88, 1, 49, 77, 9, 33, 60, 2]]
+    with tiny_model.context(n_ctx=64, kv_type="f32", flash_attn="off") as ctx:
+        ours = mean_similarity(ctx, None if plan_text is None else plan, documents)
+    expected = np.mean([cosine_matrix(reference.hidden_states(doc, plan.executions())) for doc in documents], axis=0)
+    assert ours.shape == (plan.n_steps + 1, plan.n_steps + 1)
+    assert np.max(np.abs(ours - expected)) < 1e-4
+    assert np.allclose(np.diag(ours), 1.0)
+
+
+CLI = str(Path(sys.executable).with_name("painters-gguf"))
+
+
+def store_contents(db: Path) -> dict[tuple, dict]:
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT r.plan, r.task, d.doc_index, d.result FROM docs d JOIN runs r ON r.id = d.run_id")
+        return {(plan, task, index): json.loads(result) for plan, task, index, result in rows}
+
+
+def test_killed_sweep_resumes_to_the_same_store(tiny_bpe_model, shared_data: Path, tmp_path: Path) -> None:
+    args = ["sweep", "-m", str(tiny_bpe_model.path), "--variant", "skip,reverse", "--tasks", "arc_easy",
+            "--limit", "12", "--threads", "2", "--batch-size", "64"]  # fmt: skip
+    env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data), COLUMNS="200")
+    whole = tmp_path / "whole.db"
+    subprocess.run([CLI, "--db", str(whole), *args], env=env, check=True, capture_output=True, timeout=600)
+
+    killed = tmp_path / "killed.db"
+    for delay in (1.5, 3.0):  # killed twice, at different moments
+        process = subprocess.Popen([CLI, "--db", str(killed), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    result = subprocess.run([CLI, "--db", str(killed), *args], env=env, check=True, capture_output=True, text=True, timeout=600)
+    assert "skip: normalized scores" in result.stdout and "reverse: normalized scores" in result.stdout
+
+    expected, actual = store_contents(whole), store_contents(killed)
+    assert actual.keys() == expected.keys()
+    # on 4 layers: full 0-3, skip 0 and 0-1,3, reverse 0,3-1; reverse at N=1 (M=1) is the full model's plan
+    assert {plan for plan, _, _ in expected} == {"0-3", "0", "0-1,3", "0,3-1"}
+    assert len(expected) == 12 * 4
+    for key, result_a in expected.items():
+        result_b = actual[key]
+        assert result_b["acc"] == result_a["acc"] and result_b["acc_norm"] == result_a["acc_norm"]
+        assert result_b["loglikelihoods"] == pytest.approx(result_a["loglikelihoods"], rel=1e-5)
+
+
+def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data), COLUMNS="200")
+    db = tmp_path / "r.db"
+    common = ["-m", str(tiny_bpe_model.path), "--tasks", "arc_easy,winogrande", "--limit", "8"]
+    before = subprocess.run([CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel"], env=env,
+                            capture_output=True, text=True, check=True)  # fmt: skip
+    # nothing stored yet: no scores; after the sweep, parallel at N=1 on 4 layers (M=1) is the full model
+    assert "1.000" not in before.stdout
+    subprocess.run([CLI, "--db", str(db), "sweep", *common, "--variant", "skip,parallel", "--threads", "2"], env=env,
+                   check=True, capture_output=True)  # fmt: skip
+    plots = tmp_path / "figs"
+    after = subprocess.run([CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel", "--plot", str(plots)],
+                           env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    assert "all variants" in after.stdout and "1.000" in after.stdout
+    for stem in ("fig-skip", "fig-parallel", "fig-variants"):
+        assert (plots / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (plots / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
