@@ -63,9 +63,10 @@ def eval_command(
     log_samples: Annotated[Optional[Path], typer.Option("--log-samples", help="Write one JSON record per document here (JSONL).")] = None,
 ) -> None:
     """Score a plan on benchmarks, next to the unmodified model and normalized (0 = chance, 1 = full model)."""
-    settings = Settings(num_fewshot=num_fewshot, max_length=n_ctx, add_bos=add_bos)
+    settings = Settings(num_fewshot=num_fewshot, max_length=n_ctx, add_bos=add_bos, batch_size=batch_size,
+                        n_gpu_layers=n_gpu_layers)  # fmt: skip
     session = open_session(db=ctx.obj.db, model=model, task_names=task_names, limit=limit, settings=settings, data=data,
-                           threads=threads, batch_size=batch_size, n_gpu_layers=n_gpu_layers)  # fmt: skip
+                           threads=threads)  # fmt: skip
     path, llm, prepared, evaluator = session.path, session.model, session.prepared, session.evaluator
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
     llm.validate_plan(layer_plan)

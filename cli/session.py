@@ -37,8 +37,6 @@ def open_session(
     settings: Settings,
     data: Path | None,
     threads: int | None,
-    batch_size: int,
-    n_gpu_layers: int,
 ) -> Session:
     from painters_gguf.runtime import Model
     from painters_gguf.scoring import Scorer
@@ -50,10 +48,10 @@ def open_session(
     chosen = tasks.select(task_names)
     with err.status("loading the model ..."):
         path = resolve_model(model, log=lambda line: err.print(escape(line)))
-        llm = Model(path, n_gpu_layers=n_gpu_layers)
+        llm = Model(path, n_gpu_layers=settings.n_gpu_layers)
     with err.status("reading the tasks ..."):
         prepared = [prepare(task, data_dir(data), limit, settings) for task in chosen]
-    scorer = Scorer(llm, max_length=settings.max_length, n_batch=batch_size, threads=threads, add_bos=settings.add_bos)
+    scorer = Scorer(llm, max_length=settings.max_length, n_batch=settings.batch_size, threads=threads, add_bos=settings.add_bos)
     return Session(path, Evaluator(scorer, Store(db), settings), prepared)
 
 

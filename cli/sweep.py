@@ -71,9 +71,10 @@ def sweep(
     data: options.DataDir = None,
 ) -> None:
     """Score the paper's sweeps (every N; random over seeds; looped parallel over iterations) through the store."""
-    settings = Settings(num_fewshot=num_fewshot, max_length=n_ctx, add_bos=add_bos)
+    settings = Settings(num_fewshot=num_fewshot, max_length=n_ctx, add_bos=add_bos, batch_size=batch_size,
+                        n_gpu_layers=n_gpu_layers)  # fmt: skip
     session = open_session(db=ctx.obj.db, model=model, task_names=task_names, limit=limit, settings=settings, data=data,
-                           threads=threads, batch_size=batch_size, n_gpu_layers=n_gpu_layers)  # fmt: skip
+                           threads=threads)  # fmt: skip
     _show(session, _cells(session, variant, seeds, iters, compute=True))
 
 
@@ -88,14 +89,17 @@ def report(
     num_fewshot: options.NumFewshot = None,
     add_bos: options.AddBos = False,
     n_ctx: options.NCtx = 2048,
+    batch_size: options.BatchSize = 256,
+    n_gpu_layers: options.NGpuLayers = 0,
     data: options.DataDir = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Write PNG and SVG figures shaped like the paper's into this folder (needs matplotlib).")] = None,
     similarity: Annotated[Optional[Path], typer.Option("--similarity", help="A matrix saved by `painters-gguf similarity` (.npy) to draw as Fig. 3.")] = None,
 ) -> None:
     """Show sweeps from the results store as tables and terminal heatmaps; --plot writes figures. Computes nothing."""
-    settings = Settings(num_fewshot=num_fewshot, max_length=n_ctx, add_bos=add_bos)
+    settings = Settings(num_fewshot=num_fewshot, max_length=n_ctx, add_bos=add_bos, batch_size=batch_size,
+                        n_gpu_layers=n_gpu_layers)  # fmt: skip
     session = open_session(db=ctx.obj.db, model=model, task_names=task_names, limit=limit, settings=settings, data=data,
-                           threads=None, batch_size=64, n_gpu_layers=0)  # fmt: skip
+                           threads=None)  # fmt: skip
     cells = _cells(session, variant, seeds, iters, compute=False)
     _show(session, cells)
     if plot is not None:

@@ -30,12 +30,19 @@ class Settings:
     num_fewshot: int | None = None  # None: the task's default (lm-eval's)
     max_length: int = 2048  # --n-ctx: longer requests are truncated from the left
     add_bos: bool = False
+    batch_size: int = 256  # tokens per decode: which documents share a batch changes quantized numerics
+    n_gpu_layers: int = 0  # the backend changes the numerics too
 
     def shots(self, task: Task) -> int:
         return task.num_fewshot if self.num_fewshot is None else self.num_fewshot
 
     def key(self, task: Task) -> dict:
-        return {"num_fewshot": self.shots(task), "n_ctx": self.max_length, "add_bos": self.add_bos}
+        return {"num_fewshot": self.shots(task), "n_ctx": self.max_length, "add_bos": self.add_bos,
+                "batch_size": self.batch_size, "n_gpu_layers": self.n_gpu_layers, "packing": PACKING}  # fmt: skip
+
+
+# how documents are packed into batches (scoring.Scorer): results from another packing are not reused
+PACKING = "in-order-v1"
 
 
 @dataclasses.dataclass
@@ -46,6 +53,12 @@ class PreparedTask:
     docs: list[dict]
     indices: list[int]
     contexts: dict[int, str]
+    examples: list[list[dict]]  # few-shot examples of every document of the split
+
+    def context_of(self, index: int) -> str:
+        if index not in self.contexts:
+            self.contexts[index] = self.task.context(self.docs[index], self.examples[index])
+        return self.contexts[index]
 
     @property
     def baseline(self) -> float:
@@ -62,7 +75,7 @@ def prepare(task: Task, data_dir: Path, limit: int | None, settings: Settings) -
         pool = task.process_docs(load_split(data_dir, task.fewshot_split))
     # the few-shot draws depend on a document's place in the whole split, never on --limit
     examples = task.fewshot_examples(docs, pool, shots)
-    return PreparedTask(task, docs, indices, {i: task.context(docs[i], examples[i]) for i in indices})
+    return PreparedTask(task, docs, indices, {i: task.context(docs[i], examples[i]) for i in indices}, examples)
 
 
 @dataclasses.dataclass
@@ -132,15 +145,21 @@ class Evaluator:
         return TaskScores(prepared.task, len(prepared.indices), scores, results)
 
     def _loglikelihoods(self, run_id: int, prepared: PreparedTask, todo: Sequence[int], progress: Progress) -> None:
+        """Pack the split's documents in order from the first, as a full run would, so that every
+        document lands in the same batch whatever --limit or an interruption left done; decode
+        only the batches with documents still to do, and store every document they finish."""
         task, docs = prepared.task, prepared.docs
-        groups = [task.requests(docs[i], prepared.contexts[i]) for i in todo]
+        # a batch holds at most n_seq_max documents: this many more close the last needed batch
+        end = min(len(docs), max(todo) + self.scorer.ctx.n_seq_max + 1)
+        groups = [task.requests(docs[i], prepared.context_of(i)) for i in range(end)]
+        wanted = set(todo)
         start = time.perf_counter()
-        for finished, results in self.scorer.loglikelihoods(groups):  # type: ignore[arg-type]
-            scored = [(todo[g], task.score(docs[todo[g]], res)) for g, res in zip(finished, results)]
+        for finished, results in self.scorer.loglikelihoods(groups, needed=wanted):  # type: ignore[arg-type]
+            scored = [(g, task.score(docs[g], res)) for g, res in zip(finished, results)]
             now = time.perf_counter()
             self.store.add(run_id, scored, now - start)
             start = now
-            progress(len(scored))
+            progress(sum(1 for g in finished if g in wanted))
 
     def _generate(self, run_id: int, prepared: PreparedTask, todo: Sequence[int], progress: Progress) -> None:
         task, docs = prepared.task, prepared.docs

@@ -135,12 +135,20 @@ class Scorer:
         return units
 
     def loglikelihoods(
-        self, groups: Sequence[Sequence[LoglikelihoodRequest]]
+        self, groups: Sequence[Sequence[LoglikelihoodRequest]], needed: set[int] | None = None
     ) -> Iterator[tuple[list[int], list[list[LoglikelihoodResult]]]]:
-        """Score groups of requests; yields (group indices, their results) as groups finish."""
+        """Score groups of requests; yields (group indices, their results) as groups finish.
+
+        The groups are packed into decode batches in order, the same way whatever is `needed`:
+        a quantized model's numbers depend slightly on what shares its batch (8-bit activation
+        rounding), so a document's score must not depend on which others were already done.
+        Only the batches holding a `needed` group (default: all) are decoded.
+        """
         results: list[list[LoglikelihoodResult | None]] = [[None] * len(group) for group in groups]
         pending: dict[int, int] = {g: len(group) for g, group in enumerate(groups)}
         for batch_units in self._pack(self.units(groups)):
+            if needed is not None and not any(seq.slot[0] in needed for unit in batch_units for seq in unit.sequences):
+                continue
             for seq, result in self._run_units(batch_units):
                 g, r = seq.slot
                 results[g][r] = result

@@ -107,8 +107,7 @@ def test_killed_sweep_resumes_to_the_same_store(tiny_bpe_model, shared_data: Pat
     assert len(expected) == 12 * 4
     for key, result_a in expected.items():
         result_b = actual[key]
-        assert result_b["acc"] == result_a["acc"] and result_b["acc_norm"] == result_a["acc_norm"]
-        assert result_b["loglikelihoods"] == pytest.approx(result_a["loglikelihoods"], rel=1e-5)
+        assert result_b == result_a  # documents are packed the same way however the run was cut
 
 
 def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp_path: Path) -> None:
