@@ -69,7 +69,7 @@ def eval_command(
                            threads=threads)  # fmt: skip
     path, llm, prepared, evaluator = session.path, session.model, session.prepared, session.evaluator
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
-    llm.validate_plan(layer_plan)
+    evaluator.scorer.ctx.check_plan(layer_plan)  # refused up front: before any work starts
     plans = [layer_plan] if layer_plan == evaluator.full_plan else [layer_plan, evaluator.full_plan]
     total = sum(evaluator.todo(p, prep) for p in plans for prep in prepared)
     err.print(f"{escape(path.name)} ({llm.arch}, {llm.n_layer} layers), plan [bold cyan]{escape(layer_plan.text)}[/]; "

@@ -12,7 +12,7 @@ from painters_gguf import variants
 from painters_gguf.plan import Plan
 from painters_gguf.cli import options
 from painters_gguf.cli.console import out
-from painters_gguf.fetch import resolve_model
+from painters_gguf.cli.session import load_model
 
 
 def plan(
@@ -23,11 +23,10 @@ def plan(
     iters: options.Iters = 3,
 ) -> None:
     """Show a plan for a model: its text form, its steps, KV slots and compute vs the full model."""
-    from painters_gguf.runtime import Model
-
-    info = Model(resolve_model(model), vocab_only=True)
+    _, info = load_model(model, vocab_only=True)
     layer_plan = variants.resolve(spec, info.n_layer, n, seed=seed, iters=iters)
-    out.print(f"[bold]{escape(info.path.name)}[/] ({escape(info.arch)}, {info.n_layer} layers)")
+    name = info.meta("general.name") or "?"  # untrusted text: printed literally, never as markup
+    out.print(f"[bold]{escape(info.path.name)}[/] ({escape(info.arch)}, {info.n_layer} layers), name {escape(name)!r}")
     out.print(f"plan: [bold cyan]{escape(layer_plan.text)}[/]")
     table = Table()
     table.add_column("step", justify="right")

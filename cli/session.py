@@ -14,6 +14,7 @@ from painters_gguf.cli.console import err
 from painters_gguf.data import data_dir
 from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, prepare
 from painters_gguf.fetch import resolve_model
+from painters_gguf.gguf_check import check_model_file
 from painters_gguf.store import Store
 
 
@@ -38,7 +39,6 @@ def open_session(
     data: Path | None,
     threads: int | None,
 ) -> Session:
-    from painters_gguf.runtime import Model
     from painters_gguf.scoring import Scorer
 
     if limit is not None and limit < 1:
@@ -46,13 +46,21 @@ def open_session(
 
         raise PaintersError("--limit takes a number >= 1")
     chosen = tasks.select(task_names)
-    with err.status("loading the model ..."):
-        path = resolve_model(model, log=lambda line: err.print(escape(line)))
-        llm = Model(path, n_gpu_layers=settings.n_gpu_layers)
+    path, llm = load_model(model, n_gpu_layers=settings.n_gpu_layers)
     with err.status("reading the tasks ..."):
         prepared = [prepare(task, data_dir(data), limit, settings) for task in chosen]
     scorer = Scorer(llm, max_length=settings.max_length, n_batch=settings.batch_size, threads=threads, add_bos=settings.add_bos)
     return Session(path, Evaluator(scorer, Store(db), settings), prepared)
+
+
+def load_model(spec: str | None, *, n_gpu_layers: int = 0, vocab_only: bool = False):  # noqa: ANN201
+    """Resolve --model, check the file (a crash in llama.cpp stays in a child process), load it once."""
+    from painters_gguf.runtime import Model
+
+    with err.status("loading the model ..."):
+        path = resolve_model(spec, log=lambda line: err.print(escape(line)))
+        check_model_file(path)
+        return path, Model(path, n_gpu_layers=n_gpu_layers, vocab_only=vocab_only)
 
 
 class RateColumn(ProgressColumn):

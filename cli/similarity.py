@@ -13,9 +13,8 @@ from painters_gguf import variants
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out
 from painters_gguf.cli.render import heatmap
-from painters_gguf.cli.session import progress_bar
+from painters_gguf.cli.session import load_model, progress_bar
 from painters_gguf.data import data_dir, load_split
-from painters_gguf.fetch import resolve_model
 from painters_gguf.tasks import TASKS
 
 
@@ -33,14 +32,11 @@ def similarity(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the matrix as .npy, with a .csv beside it.")] = None,
 ) -> None:
     """Fig. 3: mean cosine similarity between the hidden states of every pair of layers (embedding + each output)."""
-    from painters_gguf.runtime import Model
     from painters_gguf.similarity import mean_similarity
 
     if docs < 1:
         raise typer.BadParameter("--docs takes a number >= 1", param_hint="--docs")
-    with err.status("loading the model ..."):
-        path = resolve_model(model, log=lambda line: err.print(escape(line)))
-        llm = Model(path, n_gpu_layers=n_gpu_layers)
+    path, llm = load_model(model, n_gpu_layers=n_gpu_layers)
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
     task = TASKS["lambada_openai"]
     rows = load_split(data_dir(data), task.eval_split)[:docs]

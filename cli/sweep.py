@@ -33,6 +33,7 @@ def _cells(session: Session, variant_spec: str, seeds: int, iters: str, compute:
         return result
     evaluator = session.evaluator
     plans = {evaluator.full_plan, *(p.plan for points in grids.values() for p in points)}
+    evaluator.scorer.ctx.check_plan(max(plans, key=lambda plan: plan.n_slots))  # the largest, up front
     total = sum(evaluator.todo(plan, prep) for plan in plans for prep in session.prepared)
     err.print(f"{escape(session.path.name)}: {len(plans)} plans x {len(session.prepared)} tasks, {total} documents to score")
     with progress_bar() as bar:

@@ -160,7 +160,7 @@ def _format_ids(ids: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-_TOKEN = re.compile(r"\s*(?:(\d+)|(.))")
+_TOKEN = re.compile(r"\s*(?:([0-9]+)|(.))", re.DOTALL)
 
 
 class _Parser:
@@ -246,7 +246,7 @@ class _Parser:
 
     def number(self, what: str) -> int:
         token = self.peek()
-        if token is None or not token.isdigit():
+        if token is None or not (token.isascii() and token.isdigit()):
             found = "the end" if token is None else repr(token)
             raise self.fail(f"expected {what}, found {found}")
         self.take()

@@ -70,13 +70,16 @@ class _Log:
         C.llama_log_set(self.callback, ctypes.c_void_p(0))
 
     def _on_log(self, level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-        if level == 3:  # GGML_LOG_LEVEL_ERROR
+        if level == 4:  # GGML_LOG_LEVEL_ERROR
             self.errors = [*self.errors[-9:], text.decode("utf-8", "replace").strip()]
 
     def take(self) -> str:
+        """The first error line since the last take, without llama.cpp's function-name prefix."""
         lines = [line for line in self.errors if line]
         self.errors = []
-        return "; ".join(lines)
+        if not lines:
+            return ""
+        return lines[0].split(": error loading model: ", 1)[-1]
 
 
 _LOG = _Log()
@@ -96,6 +99,34 @@ def call_plan_status(status: int, plan: Plan | None) -> None:
     raise PlanError(f"{what}: {message}" + (f" ({detail})" if detail else ""))
 
 
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} GiB"
+
+
+def memory_limit() -> int | None:
+    """Bytes a new KV cache may take: $PAINTERS_GGUF_MEMORY_LIMIT (e.g. 8G, 512M), else the
+    memory the kernel reports available; None where neither is known."""
+    text = os.environ.get("PAINTERS_GGUF_MEMORY_LIMIT")
+    if text:
+        units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
+        try:
+            return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
+        except ValueError:
+            raise PaintersError(f"PAINTERS_GGUF_MEMORY_LIMIT={text!r}: write bytes or a size like 8G") from None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 @functools.lru_cache(maxsize=16)
 def file_sha256(path: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
@@ -112,6 +143,7 @@ class Model:
         """Load the weights (with `vocab_only`, just the metadata and tokenizer: fast)."""
         self._model = None
         self.path = Path(path)
+        self.n_gpu_layers = n_gpu_layers
         params = C.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.vocab_only = vocab_only
@@ -278,6 +310,7 @@ class Context:
         if not self._ctx:
             raise PaintersError(f"could not create a context for {model.path.name}: {_LOG.take() or 'out of memory?'}")
         self.n_ctx: int = C.llama_n_ctx(self._ctx)
+        self.kv_type = kv_type
         self.n_batch = n_batch
         self.n_seq_max = n_seq_max
         self.n_vocab = model.n_vocab
@@ -291,10 +324,24 @@ class Context:
         if plan is None:
             call_plan_status(_lib.llama_set_layer_plan(self._ctx, None, 0), None)
         else:
-            self.model.validate_plan(plan)
+            self.check_plan(plan)
             flat = plan.encode()
             call_plan_status(_lib.llama_set_layer_plan(self._ctx, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
         self.plan = plan
+
+    def check_plan(self, plan: Plan) -> None:
+        """Everything set_plan checks, without setting it: the plan in Python and C, and that its KV
+        cache fits in memory (a CPU KV cache; the limit is `memory_limit()`)."""
+        self.model.validate_plan(plan)
+        if self.model.n_gpu_layers != 0:
+            return
+        needed = self.model.kv_bytes(plan.n_slots, self.n_ctx, self.kv_type)
+        limit = memory_limit()
+        if limit is not None and needed > limit:
+            raise PlanError(
+                f"plan {plan.text!r}: its KV cache needs {human_bytes(needed)} ({plan.n_slots} slots x {self.n_ctx} "
+                f"cells), more than the {human_bytes(limit)} of memory available; use a smaller --n-ctx or a shorter plan"
+            )
 
     @property
     def n_slots(self) -> int:

@@ -1,0 +1,292 @@
+"""Fault injection: hostile inputs and interruptions against the painters-gguf CLI.
+
+    .venv/bin/python tests/faults.py          # runs every scenario, prints a summary table
+
+Each scenario feeds bad inputs (model files, data files, plans, memory limits) or interrupts
+runs (SIGINT, SIGKILL, two writers at once) and counts: inputs tried, errors as expected (one
+line, exit code 2, no traceback), crashes (must be 0) and results lost (must be 0).
+tests/test_faults.py runs the same scenarios under pytest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CLI = str(Path(sys.executable).with_name("painters-gguf"))
+
+
+@dataclasses.dataclass
+class Outcome:
+    scenario: str
+    tried: int = 0
+    expected: int = 0  # clear one-line errors with exit code 2 (or clean finishes where that is right)
+    crashes: int = 0  # killed by a signal, a traceback, or a wrong exit code
+    lost: int = 0  # finished documents missing or duplicated, or scores that differ
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    def check_error(self, result: subprocess.CompletedProcess[str], must_contain: str) -> None:
+        self.tried += 1
+        lines = result.stderr.strip().splitlines()
+        if result.returncode < 0 or "Traceback" in result.stderr:
+            self.crashes += 1
+            self.notes.append(f"crash: {result.args[-1]!s}: {result.stderr[-300:]}")
+        elif result.returncode == 2 and len(lines) == 1 and must_contain in lines[0]:
+            self.expected += 1
+        else:
+            self.notes.append(f"unexpected (exit {result.returncode}): {result.stderr.strip()[-300:]}")
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CLI, *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def environment(data: Path, **extra: str) -> dict[str, str]:
+    return dict(os.environ, PAINTERS_GGUF_DATA=str(data), COLUMNS="200", **extra)
+
+
+# --- model files ---
+
+
+def bad_model_files(good: Path, folder: Path) -> dict[str, tuple[Path, str]]:
+    """Broken variants of a good GGUF, each with a part of the one-line error it must give."""
+    data = good.read_bytes()
+    header_end = data.find(b"token_embd.weight")  # the tensor table comes after the metadata
+
+    def write(name: str, content: bytes) -> Path:
+        path = folder / name
+        path.write_bytes(content)
+        return path
+
+    corrupt_header = bytearray(data)
+    corrupt_header[24:40] = b"\xff" * 16  # the first key's length field
+    corrupt_table = bytearray(data)
+    corrupt_table[header_end - 8 : header_end + 40] = bytes(range(48))  # a tensor name and its dims
+    version = bytearray(data)
+    version[4:8] = (99).to_bytes(4, "little")
+    return {
+        "missing file": (folder / "missing.gguf", "no such file"),
+        "directory": (folder, "is a directory"),
+        "not a GGUF": (write("text.gguf", b"just some text, certainly not a model\n"), "not a GGUF file"),
+        "empty file": (write("empty.gguf", b""), "not a GGUF file"),
+        "truncated in the metadata": (write("trunc-meta.gguf", data[:200]), "trunc-meta.gguf"),
+        "truncated in the weights": (write("trunc-weights.gguf", data[: len(data) * 2 // 3]), "not within the file bounds"),
+        "corrupted header": (write("bad-header.gguf", bytes(corrupt_header)), "bad-header.gguf"),
+        "corrupted tensor table": (write("bad-table.gguf", bytes(corrupt_table)), "bad-table.gguf"),
+        "unknown GGUF version": (write("version.gguf", bytes(version)), "GGUF version 99"),
+    }
+
+
+def scenario_model_files(good: Path, other_arch: Path, unknown_arch: Path, data: Path) -> Outcome:
+    outcome = Outcome("model files")
+    env = environment(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, (path, message) in bad_model_files(good, Path(tmp)).items():
+            for command in (["plan", "skip", "-m", str(path)], ["eval", "-m", str(path), "--tasks", "winogrande", "--limit", "1"]):
+                start = time.perf_counter()
+                outcome.check_error(cli(*command, env=env, timeout=120), message)
+                if time.perf_counter() - start > 30:
+                    outcome.notes.append(f"{name}: took {time.perf_counter() - start:.0f} s")
+    outcome.check_error(cli("plan", "skip", "-m", str(unknown_arch), env=env), "unknown model architecture")
+    outcome.check_error(cli("eval", "-m", str(other_arch), "--plan", "skip", "--tasks", "winogrande", "--limit", "1", env=env),
+                        "does not run layer plans")  # fmt: skip
+    return outcome
+
+
+# --- data files ---
+
+
+def scenario_data_files(model: Path, data: Path) -> Outcome:
+    outcome = Outcome("data files")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        winogrande = (data / "winogrande" / "validation.jsonl").read_text().splitlines()
+        (root / "winogrande").mkdir()
+        split = root / "winogrande" / "validation.jsonl"
+        env = environment(root)
+        args = ["eval", "-m", str(model), "--tasks", "winogrande", "--limit", "5", "--threads", "2"]
+        outcome.check_error(cli("--db", str(root / "a.db"), *args, "--data-dir", str(root / "nowhere"), env=env),
+                            "allenai/winogrande (winogrande_xl) split 'validation': no ")  # fmt: skip
+        split.write_text("\n".join([winogrande[0], winogrande[1][:40], winogrande[2]]) + "\n")
+        outcome.check_error(cli("--db", str(root / "a.db"), *args, env=env), "validation.jsonl:2: not valid JSON")
+        split.write_text(winogrande[0] + "\n" + json.dumps({"sentence": "A _ B", "option1": "x"}) + "\n")
+        outcome.check_error(cli("--db", str(root / "a.db"), *args, env=env), "validation.jsonl:2: a allenai/winogrande")
+        split.write_text("\n".join(winogrande[:3]) + "\n")
+        outcome.tried += 1
+        result = cli("--db", str(root / "a.db"), *args[:-4], "--limit", "50", "--threads", "2", env=env)
+        if result.returncode == 0 and "│ winogrande │ acc ↑ │ 3 │" in result.stdout.replace("  ", " ").replace("  ", " "):
+            outcome.expected += 1
+        else:
+            outcome.notes.append(f"--limit past the split: exit {result.returncode}: {result.stderr[-300:]}")
+    return outcome
+
+
+# --- plans and resources ---
+
+
+def scenario_plans(model: Path, data: Path) -> Outcome:
+    outcome = Outcome("plans and memory")
+    env = environment(data)
+    for text, message in [("0-3,{4-x", "at column 8"), ("{}", "expected a layer id"), ("0-99", "names layer 4"),
+                          ("paralel", "unknown plan variant"), ("0x0", "at least 1")]:  # fmt: skip
+        outcome.check_error(cli("plan", text, "-m", str(model), env=env), message)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = str(Path(tmp) / "r.db")
+        limited = environment(data, PAINTERS_GGUF_MEMORY_LIMIT="64K")
+        for command in (["eval", "--plan", "looped-parallel"], ["sweep", "--variant", "looped-parallel"]):
+            result = cli("--db", db, command[0], "-m", str(model), *command[1:], "--tasks", "winogrande", "--limit", "1", env=limited)
+            outcome.check_error(result, "(10 slots x 2048 cells), more than the 64.0 KiB of memory available")
+        with sqlite3.connect(db) as con:  # refused before any work started
+            outcome.lost += con.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+    return outcome
+
+
+# --- interruptions and concurrency ---
+
+
+def store_docs(db: Path) -> dict[tuple, str]:
+    with sqlite3.connect(db) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        rows = con.execute("SELECT r.plan, r.task, d.doc_index, d.result FROM docs d JOIN runs r ON r.id = d.run_id").fetchall()
+    keys = [(plan, task, index) for plan, task, index, _ in rows]
+    assert len(keys) == len(set(keys)), "duplicated documents"
+    return {(plan, task, index): result for plan, task, index, result in rows}
+
+
+def interrupted(args: list[str], env: dict[str, str], db: Path, moments: list[float], sig: list[signal.Signals]) -> Outcome:
+    """Run, interrupt at the given moments, rerun to the end; compare with an uninterrupted run."""
+    outcome = Outcome(f"{args[0]} interrupted {len(moments)}x ({', '.join(s.name for s in sig)})")
+    whole = db.with_name("whole-" + db.name)
+    first = cli("--db", str(whole), *args, env=env)
+    if first.returncode != 0:
+        outcome.notes.append(first.stderr[-300:])
+        outcome.crashes += 1
+        return outcome
+    for moment, signum in zip(moments, sig):
+        outcome.tried += 1
+        process = subprocess.Popen([CLI, "--db", str(db), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(moment)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=120)
+        if process.returncode in (0, 130, -signal.SIGKILL) and "Traceback" not in stderr:
+            outcome.expected += 1
+        else:
+            outcome.crashes += 1
+            outcome.notes.append(f"{signum.name} at {moment:.1f}s: exit {process.returncode}: {stderr[-300:]}")
+    outcome.tried += 1
+    final = cli("--db", str(db), *args, env=env)
+    expected, actual = store_docs(whole), store_docs(db)
+    if final.returncode == 0 and expected == actual:
+        outcome.expected += 1
+    else:
+        missing = len(set(expected) - set(actual))
+        changed = sum(actual.get(k) != v for k, v in expected.items() if k in actual)
+        outcome.lost += missing + changed
+        outcome.notes.append(f"after resuming: {missing} documents missing, {changed} differ; exit {final.returncode}")
+    return outcome
+
+
+def scenario_interruptions(model: Path, data: Path, seed: int = 0) -> list[Outcome]:
+    rnd = random.Random(seed)
+    env = environment(data)
+    outcomes = []
+    with tempfile.TemporaryDirectory() as tmp:
+        common = ["-m", str(model), "--tasks", "arc_easy,winogrande", "--limit", "24", "--threads", "2", "--batch-size", "64"]
+        eval_args = ["eval", *common, "--plan", "looped-parallel", "--n", "1"]
+        sweep_args = ["sweep", *common, "--variant", "skip,parallel"]
+        for args, name in ((eval_args, "eval"), (sweep_args, "sweep")):
+            moments = [rnd.uniform(1.0, 4.0) for _ in range(4)]
+            signals_ = [signal.SIGINT, signal.SIGKILL, signal.SIGINT, signal.SIGKILL]
+            outcomes.append(interrupted(args, env, Path(tmp) / f"{name}.db", moments, signals_))
+    return outcomes
+
+
+def scenario_concurrency(model: Path, data: Path) -> Outcome:
+    outcome = Outcome("two writers on one store")
+    env = environment(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "shared.db"
+        args = ["--db", str(db), "eval", "-m", str(model), "--tasks", "arc_easy,winogrande", "--limit", "20", "--threads", "1"]
+        plans = (["--plan", "skip", "--n", "1"], ["--plan", "reverse", "--n", "0"])
+        processes = [subprocess.Popen([CLI, *args, *plan], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                     for plan in plans]  # fmt: skip
+        for process in processes:
+            outcome.tried += 1
+            _, stderr = process.communicate(timeout=600)
+            if process.returncode == 0:
+                outcome.expected += 1
+            else:
+                outcome.crashes += 1
+                outcome.notes.append(stderr[-300:])
+        docs = store_docs(db)
+        for plan in ("0-1,3", "0,3-1", "0-3"):  # the two plans and the full model, 2 tasks x 20
+            found = sum(1 for (p, _, index) in docs if p == plan and index < 20)
+            outcome.lost += 40 - found
+    return outcome
+
+
+def run_all(good: Path, other_arch: Path, unknown_arch: Path, tiny: Path, data: Path) -> list[Outcome]:
+    return [
+        scenario_model_files(good, other_arch, unknown_arch, data),
+        scenario_data_files(tiny, data),
+        scenario_plans(tiny, data),
+        *scenario_interruptions(tiny, data),
+        scenario_concurrency(tiny, data),
+    ]
+
+
+def print_summary(outcomes: list[Outcome]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="fault injection")
+    for column in ("scenario", "inputs tried", "errors as expected", "crashes", "results lost"):
+        table.add_column(column, justify="left" if column == "scenario" else "right")
+    for o in outcomes:
+        table.add_row(o.scenario, str(o.tried), str(o.expected), str(o.crashes), str(o.lost))
+    total = Outcome("total", *(sum(getattr(o, f) for o in outcomes) for f in ("tried", "expected", "crashes", "lost")))
+    table.add_row(total.scenario, str(total.tried), str(total.expected), str(total.crashes), str(total.lost), style="bold")
+    Console().print(table)
+    for o in outcomes:
+        for note in o.notes:
+            print(f"{o.scenario}: {note}")
+
+
+def fixtures(folder: Path) -> tuple[Path, Path, Path, Path]:
+    """The real SmolLM2 (must be fetched), and tiny models written here: BPE llama, qwen2, unknown arch."""
+    sys.path.insert(0, str(HERE))
+    from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
+
+    from painters_gguf.fetch import model_path
+    from painters_gguf.models import find
+
+    good = model_path(find("smollm2-135m"))  # type: ignore[arg-type]
+    vocab = Vocab.from_gguf(good)
+    weights = random_weights(TinyConfig(n_vocab=len(vocab.tokens), n_layer=4), seed=1)
+    tiny = write_gguf(weights, folder / "tiny-bpe.gguf", vocab=vocab)
+    small = random_weights(TinyConfig(), seed=0)
+    return good, write_gguf(small, folder / "tiny-qwen2.gguf", arch="qwen2"), write_gguf(small, folder / "tiny-unknown.gguf", arch="painterz"), tiny
+
+
+def main() -> int:
+    from painters_gguf.data import data_dir
+
+    data = data_dir() if os.environ.get("PAINTERS_GGUF_DATA") else HERE.parent.parent / "shared" / "data"
+    with tempfile.TemporaryDirectory() as tmp:
+        outcomes = run_all(*fixtures(Path(tmp)), data)
+    print_summary(outcomes)
+    return 0 if all(o.crashes == 0 and o.lost == 0 and o.expected == o.tried for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
