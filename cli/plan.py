@@ -26,7 +26,7 @@ def plan(
     _, info = load_model(model, vocab_only=True)
     layer_plan = variants.resolve(spec, info.n_layer, n, seed=seed, iters=iters)
     name = info.meta("general.name") or "?"  # untrusted text: printed literally, never as markup
-    out.print(f"[bold]{escape(info.path.name)}[/] ({escape(info.arch)}, {info.n_layer} layers), name {escape(name)!r}")
+    out.print(f"[bold]{escape(info.path.name)}[/] ({escape(info.arch)}, {info.n_layer} layers), name {escape(repr(name))}")
     out.print(f"plan: [bold cyan]{escape(layer_plan.text)}[/]")
     table = Table()
     table.add_column("step", justify="right")
