@@ -9,7 +9,7 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from painters_gguf.sweeps import Cell
+from painters_gguf.sweeps import Cell, iteration_grid
 from painters_gguf.variants import Variant
 
 
@@ -84,12 +84,7 @@ def heatmap(matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], tit
 
 def looped_heatmap(cells: Sequence[Cell], n_layer: int) -> Table:
     """Fig. 10: looped parallel, mean normalized score by M (rows) and iterations (columns)."""
-    ns = sorted({c.point.n for c in cells})
-    ks = sorted({c.point.iters or 1 for c in cells})
-    matrix = np.full((len(ns), len(ks)), np.nan)
-    for cell in cells:
-        if cell.mean is not None:
-            matrix[ns.index(cell.point.n), ks.index(cell.point.iters or 1)] = cell.mean
+    matrix, ns, ks = iteration_grid(cells)
     rows = [f"M={n_layer - 2 * n - 1}" for n in ns]
     return heatmap(matrix, rows, [f"x{k}" for k in ks], "looped parallel: mean normalized score (* best per M)", best_per_row=True)
 

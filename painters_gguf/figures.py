@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from painters_gguf.errors import PaintersError
-from painters_gguf.sweeps import Cell, summarize
+from painters_gguf.sweeps import Cell, iteration_grid, summarize
 from painters_gguf.variants import Variant
 
 TITLES = {
@@ -70,12 +70,7 @@ def variant_figure(folder: Path, model: str, variant: Variant, cells: Sequence[C
 def looped_figure(folder: Path, model: str, cells: Sequence[Cell], n_layer: int) -> list[Path]:
     """Fig. 10: mean normalized score by middle width M and iterations; the best per M marked."""
     plt = _pyplot()
-    ns = sorted({c.point.n for c in cells})
-    ks = sorted({c.point.iters or 1 for c in cells})
-    matrix = np.full((len(ns), len(ks)), np.nan)
-    for cell in cells:
-        if cell.mean is not None:
-            matrix[ns.index(cell.point.n), ks.index(cell.point.iters or 1)] = cell.mean
+    matrix, ns, ks = iteration_grid(cells)
     fig, ax = plt.subplots(figsize=(1.2 + 0.6 * len(ks), 1.0 + 0.3 * len(ns)))
     image = ax.imshow(matrix, cmap="viridis", aspect="auto")
     for r in range(len(ns)):

@@ -16,7 +16,6 @@ from __future__ import annotations
 import ctypes
 import dataclasses
 import functools
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 from painters_gguf import abi
 from painters_gguf.errors import PaintersError, PlanError, RuntimeMissingError
+from painters_gguf.fetch import file_sha256
 from painters_gguf.plan import Plan
 
 BUILD_COMMAND = "python patches/build_wheel.py"
@@ -128,12 +128,9 @@ def memory_limit() -> int | None:
 
 
 @functools.lru_cache(maxsize=16)
-def file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def cached_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """A file's sha256, computed once per (path, size, modification time)."""
+    return file_sha256(Path(path))
 
 
 class Model:
@@ -187,7 +184,7 @@ class Model:
     @property
     def sha256(self) -> str:
         stat = self.path.stat()
-        return file_sha256(str(self.path.resolve()), stat.st_size, stat.st_mtime_ns)
+        return cached_sha256(str(self.path.resolve()), stat.st_size, stat.st_mtime_ns)
 
     @property
     def bos(self) -> int:

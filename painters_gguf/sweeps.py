@@ -11,6 +11,8 @@ import dataclasses
 import statistics
 from collections.abc import Sequence
 
+import numpy as np
+
 from painters_gguf import metrics, variants
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
 from painters_gguf.plan import Plan
@@ -127,3 +129,14 @@ def summarize(cells: Sequence[Cell]) -> dict[Variant, tuple[float | None, float 
     for cell in cells:
         by_variant.setdefault(cell.point.variant, []).extend(v for v in cell.normalized.values() if v is not None)
     return {v: (statistics.fmean(xs), statistics.median(xs)) if xs else (None, None) for v, xs in by_variant.items()}
+
+
+def iteration_grid(cells: Sequence[Cell]) -> tuple[np.ndarray, list[int], list[int]]:
+    """Fig. 10: the mean normalized score by N (rows) and iterations (columns); NaN where missing."""
+    ns = sorted({c.point.n for c in cells})
+    ks = sorted({c.point.iters or 1 for c in cells})
+    matrix = np.full((len(ns), len(ks)), np.nan)
+    for cell in cells:
+        if cell.mean is not None:
+            matrix[ns.index(cell.point.n), ks.index(cell.point.iters or 1)] = cell.mean
+    return matrix, ns, ks
