@@ -240,7 +240,10 @@ class _Parser:
         if self.peek() != "-":
             return [first]
         self.take()
+        column = self.column()
         last = self.number("the end of the range")
+        if abs(last - first) >= abi.MAX_SLOTS:  # refuse before building a huge list
+            raise self.fail(f"a range of {abs(last - first) + 1} layers is longer than a plan may run ({abi.MAX_SLOTS})", column)
         step = 1 if last >= first else -1
         return list(range(first, last + step, step))
 

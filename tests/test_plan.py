@@ -64,6 +64,8 @@ def test_text_form(text: str, canonical: str, executions: list[tuple[int, ...]])
         ("1}", "expected ',' or the end, found '}' at column 2"),
         ("3 4", "expected ',' or the end, found '4' at column 3"),
         ("0-16383,0-1", "the most is 16384"),
+        ("0-99999999999", "a range of 100000000000 layers is longer than a plan may run (16384) at column 3"),
+        ("{5-999999999999}x2", "longer than a plan may run"),
     ],
 )
 def test_bad_text_names_problem_and_place(text: str, message: str) -> None:
