@@ -33,14 +33,16 @@ def rss_mib() -> float:
 
 
 def time_prompt(ctx: Context, plan: Plan | None, tokens: list[int], reps: int) -> float:
-    """Median seconds of one prompt pass (after one warm-up pass)."""
+    """Median seconds of one prompt pass from an empty cache, last token's logits only (after a warm-up)."""
     ctx.set_plan(plan)
-    ctx.logits(tokens)
+    last_only = [False] * (len(tokens) - 1) + [True]
     times = []
-    for _ in range(reps):
+    for rep in range(reps + 1):
+        ctx.clear()
         start = time.perf_counter()
-        ctx.logits(tokens)
-        times.append(time.perf_counter() - start)
+        ctx.eval(tokens, outputs=last_only)
+        if rep:
+            times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
