@@ -144,14 +144,16 @@ class MultipleChoiceTask(Task):
         gold = self.doc_to_target(doc)
         pred = max(range(len(lls)), key=lls.__getitem__)
         pred_norm = max(range(len(lls)), key=lambda i: lls[i] / lengths[i])
-        return {
+        scored = {
             "acc": float(pred == gold),
-            "acc_norm": float(pred_norm == gold),
             "loglikelihoods": lls,
             "is_greedy": [r.is_greedy for r in results],
             "prediction": pred,
             "target": gold,
         }
+        if any(m.name == "acc_norm" for m in self.metrics):  # per-character normalized accuracy
+            scored["acc_norm"] = float(pred_norm == gold)
+        return scored
 
     def baseline(self, doc: dict) -> float:
         return 1.0 / len(self.doc_to_choice(doc))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from painters_gguf.requests import LoglikelihoodResult
 from painters_gguf.tasks.base import Metric, MultipleChoiceTask, Sampler, Split
 
 FIELDS = ("question", "subject", "choices", "answer")
@@ -40,11 +39,6 @@ class MMLU(MultipleChoiceTask):
         for row in pool:
             by_subject.setdefault(row["subject"], []).append(row)
         return [super(MMLU, self).fewshot_examples([doc], by_subject.get(doc["subject"], []), num_fewshot)[0] for doc in docs]
-
-    def score(self, doc: dict, results: Sequence[LoglikelihoodResult] | str) -> dict:
-        scored = super().score(doc, results)
-        del scored["acc_norm"]
-        return scored
 
     def limit_indices(self, docs: Sequence[dict], limit: int | None) -> list[int]:
         """As lm-eval's --limit on the mmlu group: the first `limit` questions of each subject."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
+from painters_gguf.requests import LoglikelihoodRequest
 from painters_gguf.tasks.base import Metric, MultipleChoiceTask, Request, Split
 
 FIELDS = ("sentence", "option1", "option2", "answer")
@@ -49,11 +49,6 @@ class WinoGrande(MultipleChoiceTask):
     def requests(self, doc: dict, context: str) -> Request:
         cont = self.target_delimiter + self.continuation(doc)
         return [LoglikelihoodRequest(context + choice, cont) for choice in self.doc_to_choice(doc)]
-
-    def score(self, doc: dict, results: Sequence[LoglikelihoodResult] | str) -> dict:
-        scored = super().score(doc, results)
-        del scored["acc_norm"]
-        return scored
 
 
 WINOGRANDE = WinoGrande()
