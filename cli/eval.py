@@ -71,7 +71,8 @@ def eval_command(
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
     evaluator.scorer.ctx.check_plan(layer_plan)  # refused up front: before any work starts
     plans = [layer_plan] if layer_plan == evaluator.full_plan else [layer_plan, evaluator.full_plan]
-    total = sum(evaluator.todo(p, prep) for p in plans for prep in prepared)
+    todo = {(p.text, prep.task.name): evaluator.todo(p, prep) for p in plans for prep in prepared}
+    total = sum(todo.values())
     err.print(f"{escape(path.name)} ({llm.arch}, {llm.n_layer} layers), plan [bold cyan]{escape(layer_plan.text)}[/]; "
               f"{total} documents to score, the rest from {escape(str(evaluator.store.path))}")  # fmt: skip
     by_plan: dict[str, list[TaskScores]] = {}
@@ -79,7 +80,7 @@ def eval_command(
         for p in plans:
             label = "full model" if p == evaluator.full_plan else "plan"
             for prep in prepared:
-                job = bar.add_task(f"{prep.task.name} ({label})", total=evaluator.todo(p, prep))
+                job = bar.add_task(f"{prep.task.name} ({label})", total=todo[p.text, prep.task.name])
                 by_plan.setdefault(p.text, []).append(evaluator.run(p, prep, lambda k, job=job: bar.advance(job, k)))
     plan_scores, full_scores = by_plan[layer_plan.text], by_plan[evaluator.full_plan.text]
     out.print(scores_table(f"{path.name} · plan {layer_plan.text}", prepared, plan_scores, full_scores))

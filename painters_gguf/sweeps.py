@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from painters_gguf import metrics, variants
+from painters_gguf.errors import PlanError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
 from painters_gguf.plan import Plan
 from painters_gguf.variants import Variant
@@ -38,14 +39,14 @@ class Point:
 def parse_variants(spec: str) -> list[Variant]:
     if spec == "all":
         return list(variants.MIDDLE_VARIANTS)
-    return [variants.Variant(name.strip()) if name.strip() in {v.value for v in Variant} else _unknown(name)
-            for name in spec.split(",")]  # fmt: skip
-
-
-def _unknown(name: str) -> Variant:
-    from painters_gguf.errors import PlanError
-
-    raise PlanError(f"unknown variant {name.strip()!r}: use {', '.join(v.value for v in Variant if v != Variant.FULL)} or all")
+    chosen = []
+    for name in (part.strip() for part in spec.split(",")):
+        try:
+            chosen.append(Variant(name))
+        except ValueError:
+            names = ", ".join(v.value for v in Variant if v != Variant.FULL)
+            raise PlanError(f"unknown variant {name!r}: use {names} or all") from None
+    return chosen
 
 
 def grid(variant: Variant, n_layer: int, *, seeds: int = 10, iters: Sequence[int] = (3,)) -> list[Point]:
