@@ -57,17 +57,18 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
     return table
 
 
-def heatmap(matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], title: str,
+def heatmap(matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], title: str | None,
             low: float = 0.0, high: float = 1.0, best_per_row: bool = False, compact: bool = False) -> Table:  # fmt: skip
     """A terminal heatmap: one colored cell per value (NaN: no result); optionally star each row's best.
 
-    compact: two-character color cells without numbers, for large matrices (a 33 x 33 similarity matrix).
+    compact: two-character color cells without numbers, for large matrices (a 33 x 33 similarity
+    matrix); column labels wider than a cell should be left blank by the caller.
     """
     table = Table(title=title, show_lines=False, pad_edge=False, box=None if compact else Table().box,
                   padding=0 if compact else (0, 1), caption=f"color scale: {low:.2f} (red) to {high:.2f} (green)")  # fmt: skip
     table.add_column("", justify="right")
     for column in columns:
-        table.add_column(column[-2:] if compact else column, justify="center")
+        table.add_column(column, justify="left" if compact else "center", min_width=2 if compact else None)
     for r, label in enumerate(rows):
         values = matrix[r]
         best = int(np.nanargmax(values)) if best_per_row and np.isfinite(values).any() else -1

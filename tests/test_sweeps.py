@@ -127,3 +127,29 @@ def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp
     for stem in ("fig-skip", "fig-parallel", "fig-variants"):
         assert (plots / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (plots / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_similarity_command_saves_the_matrix(tiny_bpe_model, shared_data: Path, tmp_path: Path) -> None:
+    from painters_gguf.similarity import mean_similarity
+
+    env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data), COLUMNS="200")
+    target = tmp_path / "sim.npy"
+    result = subprocess.run([CLI, "similarity", "-m", str(tiny_bpe_model.path), "--plan", "reverse", "--n", "0",
+                             "--docs", "3", "--threads", "2", "-o", str(target)],
+                            env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "plan 0,3-1" in result.stdout and "over 3 LAMBADA documents" in result.stdout
+    saved = np.load(target)
+    csv_lines = target.with_suffix(".csv").read_text().splitlines()
+    assert csv_lines[0] == "emb,0,1,2,3" and len(csv_lines) == 6
+    assert np.allclose(np.loadtxt(target.with_suffix(".csv"), delimiter=",", skiprows=1), saved, atol=1e-6)
+    # the command averages the first 3 LAMBADA documents under the reversed middle
+    with (shared_data / "lambada_openai" / "test.jsonl").open() as f:
+        texts = [json.loads(next(f))["text"] for _ in range(3)]
+    documents = [tiny_bpe_model.tokenize(text) for text in texts]
+    with tiny_bpe_model.context(n_ctx=max(map(len, documents)), n_batch=512, threads=2) as ctx:
+        expected = mean_similarity(ctx, Plan.parse("0,3-1"), documents)
+    assert saved.shape == (5, 5) and np.allclose(saved, expected, atol=1e-5)
+    bad = subprocess.run([CLI, "similarity", "-m", str(tiny_bpe_model.path), "--docs", "0"], env=env,
+                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert bad.returncode == 2 and "--docs" in bad.stderr and "Traceback" not in bad.stderr
