@@ -53,6 +53,10 @@ def _show(session: Session, cells: dict[Variant, list[sweeps.Cell]]) -> None:
             out.print(looped_heatmap(variant_cells, n_layer))
     if len(cells) > 1:
         out.print(summary_table(sweeps.summarize([c for group in cells.values() for c in group])))
+    for prep in session.prepared:
+        warning = sweeps.near_chance(prep, session.evaluator.stored(session.evaluator.full_plan, prep))
+        if warning is not None:
+            err.print(f"[yellow]note:[/] {escape(warning)}")
 
 
 def sweep(

@@ -124,6 +124,18 @@ def _primary(prep: PreparedTask, scores: TaskScores | None, full: TaskScores | N
     return value, metrics.normalized(value, prep.baseline, full.scores[prep.task.primary_metric][0])
 
 
+def near_chance(prep: PreparedTask, full: TaskScores | None) -> str | None:
+    """A warning when the full model is within two standard errors of the task's baseline: its
+    normalized scores then divide by about zero and are noise (e.g. WinoGrande on a 135M model)."""
+    if full is None:
+        return None
+    value, stderr = full.scores[prep.task.primary_metric]
+    if stderr is None or value - prep.baseline > 2 * stderr:
+        return None
+    return (f"{prep.task.name}: the full model's {prep.task.primary_metric} {value:.4f} ± {stderr:.4f} is within two "
+            f"standard errors of the baseline {prep.baseline:.4f}: its normalized scores are noise")
+
+
 def summarize(cells: Sequence[Cell]) -> dict[Variant, tuple[float | None, float | None]]:
     """Fig. 11: per variant, the mean and median of all its normalized scores (points x tasks)."""
     by_variant: dict[Variant, list[float]] = {}

@@ -153,3 +153,16 @@ def test_similarity_command_saves_the_matrix(tiny_bpe_model, shared_data: Path, 
     bad = subprocess.run([CLI, "similarity", "-m", str(tiny_bpe_model.path), "--docs", "0"], env=env,
                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert bad.returncode == 2 and "--docs" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_near_chance_flags_a_full_model_at_its_baseline(shared_data: Path) -> None:
+    from painters_gguf.evaluate import Settings, TaskScores, prepare
+    from painters_gguf.tasks import TASKS
+
+    prep = prepare(TASKS["winogrande"], shared_data, 10, Settings())
+    assert prep.baseline == 0.5
+    at_chance = TaskScores(prep.task, 200, {"acc": (0.515, 0.0354)}, {})  # WinoGrande on SmolLM2-135M
+    above = TaskScores(prep.task, 200, {"acc": (0.62, 0.0344)}, {})
+    warning = sweeps.near_chance(prep, at_chance)
+    assert warning is not None and "0.5150 ± 0.0354" in warning and "baseline 0.5000" in warning
+    assert sweeps.near_chance(prep, above) is None and sweeps.near_chance(prep, None) is None
