@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from painters_gguf import sweeps
+from painters_gguf import sweeps, variants
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out
 from painters_gguf.cli.render import looped_heatmap, summary_table, sweep_table
@@ -51,8 +51,9 @@ def _show(session: Session, cells: dict[Variant, list[sweeps.Cell]]) -> None:
         out.print(sweep_table(variant, variant_cells, names, n_layer))
         if variant == Variant.LOOPED_PARALLEL and len({c.point.iters for c in variant_cells}) > 1:
             out.print(looped_heatmap(variant_cells, n_layer))
-    if len(cells) > 1:
-        out.print(summary_table(sweeps.summarize([c for group in cells.values() for c in group])))
+    middle = {v: group for v, group in cells.items() if v in variants.MIDDLE_VARIANTS}  # Fig. 11 compares these
+    if len(middle) > 1:
+        out.print(summary_table(sweeps.summarize([c for group in middle.values() for c in group])))
     for prep in session.prepared:
         warning = sweeps.near_chance(prep, session.evaluator.stored(session.evaluator.full_plan, prep))
         if warning is not None:

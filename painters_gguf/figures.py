@@ -10,7 +10,7 @@ import numpy as np
 
 from painters_gguf.errors import PaintersError
 from painters_gguf.sweeps import Cell, iteration_grid, summarize
-from painters_gguf.variants import Variant
+from painters_gguf.variants import MIDDLE_VARIANTS, Variant
 
 TITLES = {
     Variant.SKIP: "Skipping the middle layers",
@@ -115,7 +115,7 @@ def similarity_figure(folder: Path, model: str, matrix: np.ndarray) -> list[Path
     ax.set_yticks(ticks, ["emb" if t == 0 else str(t - 1) for t in ticks])
     ax.set_xlabel("layer")
     ax.set_ylabel("layer")
-    ax.set_title(f"Hidden-state cosine similarity · {model}")
+    ax.set_title(f"Hidden-state cosine similarity · {model}", fontsize=10)
     fig.colorbar(image, ax=ax)
     paths = _save(fig, folder, "fig-similarity")
     plt.close(fig)
@@ -130,7 +130,7 @@ def write_all(folder: Path, model: str, n_layer: int, cells: dict[Variant, list[
             written += variant_figure(folder, model, variant, variant_cells, tasks)
         if variant == Variant.LOOPED_PARALLEL and len({c.point.iters for c in variant_cells}) > 1:
             written += looped_figure(folder, model, variant_cells, n_layer)
-    middle = [c for v, group in cells.items() for c in group if v not in (Variant.SKIP_ONE, Variant.SWAP)]
+    middle = [c for v, group in cells.items() for c in group if v in MIDDLE_VARIANTS]
     if len({c.point.variant for c in middle}) > 1:
         written += summary_figure(folder, model, middle)
     if similarity is not None:
