@@ -13,7 +13,7 @@ from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out
 from painters_gguf.cli.render import looped_heatmap, summary_table, sweep_table
 from painters_gguf.cli.session import Session, open_session, progress_bar
-from painters_gguf.evaluate import Settings
+from painters_gguf.evaluate import Settings, TaskScores
 from painters_gguf.variants import Variant
 
 VariantOption = Annotated[str, typer.Option("--variant", "-v", help="skip, middle-repeat, reverse, random, parallel, looped-parallel, skip-one, swap (comma list), or all (the six middle variants).")]
@@ -23,28 +23,26 @@ DEFAULT_TASKS = "arc_easy,hellaswag,winogrande,lambada_openai"
 TaskNames = Annotated[str, typer.Option("--tasks", "-t", help="Comma list of tasks, or all.")]
 
 
-def _cells(session: Session, variant_spec: str, seeds: int, iters: str, compute: bool) -> dict[Variant, list[sweeps.Cell]]:
+Cells = dict[Variant, list[sweeps.Cell]]
+FullScores = dict[str, TaskScores | None]
+
+
+def _cells(session: Session, variant_spec: str, seeds: int, iters: str, compute: bool) -> tuple[Cells, FullScores]:
     n_layer = session.model.n_layer
     grids = {v: sweeps.grid(v, n_layer, seeds=seeds, iters=sweeps.parse_iters(iters)) for v in sweeps.parse_variants(variant_spec)}
-    result: dict[Variant, list[sweeps.Cell]] = {}
-    if not compute:
-        for variant, points in grids.items():
-            result[variant] = sweeps.run(session.evaluator, points, session.prepared, compute=False)
-        return result
     evaluator = session.evaluator
+    if not compute:
+        return sweeps.run(evaluator, grids, session.prepared, compute=False)
     plans = {evaluator.full_plan, *(p.plan for points in grids.values() for p in points)}
     evaluator.scorer.ctx.check_plan(max(plans, key=lambda plan: plan.n_slots))  # the largest, up front
     total = sum(evaluator.todo(plan, prep) for plan in plans for prep in session.prepared)
     err.print(f"{escape(session.path.name)}: {len(plans)} plans x {len(session.prepared)} tasks, {total} documents to score")
     with progress_bar() as bar:
         job = bar.add_task("sweep", total=total)
-        for variant, points in grids.items():
-            result[variant] = sweeps.run(evaluator, points, session.prepared, compute=True,
-                                         progress=lambda k: bar.advance(job, k))  # fmt: skip
-    return result
+        return sweeps.run(evaluator, grids, session.prepared, compute=True, progress=lambda k: bar.advance(job, k))
 
 
-def _show(session: Session, cells: dict[Variant, list[sweeps.Cell]]) -> None:
+def _show(session: Session, cells: Cells, full: FullScores) -> None:
     names = [prep.task.name for prep in session.prepared]
     n_layer = session.model.n_layer
     for variant, variant_cells in cells.items():
@@ -55,7 +53,7 @@ def _show(session: Session, cells: dict[Variant, list[sweeps.Cell]]) -> None:
     if len(middle) > 1:
         out.print(summary_table(sweeps.summarize([c for group in middle.values() for c in group])))
     for prep in session.prepared:
-        warning = sweeps.near_chance(prep, session.evaluator.stored(session.evaluator.full_plan, prep))
+        warning = sweeps.near_chance(prep, full[prep.task.name])
         if warning is not None:
             err.print(f"[yellow]note:[/] {escape(warning)}")
 
@@ -81,7 +79,7 @@ def sweep(
                         n_gpu_layers=n_gpu_layers)  # fmt: skip
     session = open_session(db=ctx.obj.db, model=model, task_names=task_names, limit=limit, settings=settings, data=data,
                            threads=threads)  # fmt: skip
-    _show(session, _cells(session, variant, seeds, iters, compute=True))
+    _show(session, *_cells(session, variant, seeds, iters, compute=True))
 
 
 def report(
@@ -106,8 +104,8 @@ def report(
                         n_gpu_layers=n_gpu_layers)  # fmt: skip
     session = open_session(db=ctx.obj.db, model=model, task_names=task_names, limit=limit, settings=settings, data=data,
                            threads=None)  # fmt: skip
-    cells = _cells(session, variant, seeds, iters, compute=False)
-    _show(session, cells)
+    cells, full = _cells(session, variant, seeds, iters, compute=False)
+    _show(session, cells, full)
     if plot is not None:
         from painters_gguf import figures
 

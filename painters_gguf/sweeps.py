@@ -95,24 +95,27 @@ class Cell:
 
 def run(
     evaluator: Evaluator,
-    points: Sequence[Point],
+    grids: dict[Variant, Sequence[Point]],
     prepared: Sequence[PreparedTask],
     *,
     compute: bool,
     progress: Progress = lambda n: None,
-) -> list[Cell]:
-    """Score every point on every task (compute=False: only read what the store has)."""
+) -> tuple[dict[Variant, list[Cell]], dict[str, TaskScores | None]]:
+    """Score every point on every task (compute=False: only read what the store has); returns the
+    cells per variant and the full model's scores per task, the reference of every normalized score."""
     full = {prep.task.name: evaluator.run(evaluator.full_plan, prep, progress) if compute else evaluator.stored(evaluator.full_plan, prep)
             for prep in prepared}  # fmt: skip
-    cells = []
-    for point in points:
-        normalized: dict[str, float | None] = {}
-        raw: dict[str, float | None] = {}
-        for prep in prepared:
-            scores = evaluator.run(point.plan, prep, progress) if compute else evaluator.stored(point.plan, prep)
-            raw[prep.task.name], normalized[prep.task.name] = _primary(prep, scores, full[prep.task.name])
-        cells.append(Cell(point, normalized, raw))
-    return cells
+    cells: dict[Variant, list[Cell]] = {}
+    for variant, points in grids.items():
+        cells[variant] = []
+        for point in points:
+            normalized: dict[str, float | None] = {}
+            raw: dict[str, float | None] = {}
+            for prep in prepared:
+                scores = evaluator.run(point.plan, prep, progress) if compute else evaluator.stored(point.plan, prep)
+                raw[prep.task.name], normalized[prep.task.name] = _primary(prep, scores, full[prep.task.name])
+            cells[variant].append(Cell(point, normalized, raw))
+    return cells, full
 
 
 def _primary(prep: PreparedTask, scores: TaskScores | None, full: TaskScores | None) -> tuple[float | None, float | None]:
