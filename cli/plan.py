@@ -10,6 +10,7 @@ from rich.table import Table
 
 from painters_gguf import variants
 from painters_gguf.plan import Plan
+from painters_gguf.runtime import plan_architectures
 from painters_gguf.cli import options
 from painters_gguf.cli.console import out
 from painters_gguf.cli.session import load_model
@@ -27,6 +28,8 @@ def plan(
     layer_plan = variants.resolve(spec, info.n_layer, n, seed=seed, iters=iters)
     name = info.meta("general.name") or "?"  # untrusted text: printed literally, never as markup
     out.print(f"[bold]{escape(info.path.name)}[/] ({escape(info.arch)}, {info.n_layer} layers), name {escape(repr(name))}")
+    if not info.runs_plans:
+        out.print(f"[yellow]architecture {escape(repr(info.arch))} does not run layer plans[/] (supported: {', '.join(plan_architectures())})")
     out.print(f"plan: [bold cyan]{escape(layer_plan.text)}[/]")
     table = Table()
     table.add_column("step", justify="right")

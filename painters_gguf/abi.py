@@ -19,17 +19,14 @@ class PlanStatus(enum.IntEnum):
 
     OK = 0
     ERR_INVALID = -1  # malformed plan: header, empty step, layer id out of range, too large
-    ERR_ARCH = -2  # the model's architecture does not run layer plans
+    ERR_ARCH = -2  # the model's architecture (or this context's graph) does not run layer plans
     ERR_ALLOC = -3  # the KV cache or compute buffers for the plan could not be allocated
-    ERR_CONTEXT = -4  # null argument, or a context without a plain KV cache
+    ERR_CONTEXT = -4  # null argument, or a context without a plain or iSWA KV cache
 
 
 STATUS_MESSAGES: dict[PlanStatus, str] = {
     PlanStatus.ERR_INVALID: "the runtime rejected the plan as malformed",
     PlanStatus.ERR_ARCH: "this model's architecture does not run layer plans",
     PlanStatus.ERR_ALLOC: "the KV cache or compute buffers for the plan could not be allocated",
-    PlanStatus.ERR_CONTEXT: "the context cannot take a plan (no plain KV cache)",
+    PlanStatus.ERR_CONTEXT: "the context cannot take a plan (no plain or iSWA KV cache)",
 }
-
-# architectures whose graph our patch runs under a plan (llama_arch_runs_layer_plans in C)
-PLAN_ARCHITECTURES = frozenset({"llama"})

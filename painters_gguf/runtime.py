@@ -55,6 +55,20 @@ _lib.llama_layer_plan_slot_layer.argtypes = [C.llama_context_p_ctypes, ctypes.c_
 _lib.llama_layer_plan_slot_layer.restype = ctypes.c_int32
 _lib.llama_set_eval_callback.argtypes = [C.llama_context_p_ctypes, C.ggml_backend_sched_eval_callback, ctypes.c_void_p]
 _lib.llama_set_eval_callback.restype = None
+_lib.llama_layer_plan_supported.argtypes = [C.llama_model_p_ctypes]
+_lib.llama_layer_plan_supported.restype = ctypes.c_int32
+_lib.llama_layer_plan_arch.argtypes = [ctypes.c_int32]
+_lib.llama_layer_plan_arch.restype = ctypes.c_char_p
+_lib.llama_layer_plan_layer_swa.argtypes = [C.llama_model_p_ctypes, ctypes.c_int32]
+_lib.llama_layer_plan_layer_swa.restype = ctypes.c_int32
+
+
+def plan_architectures() -> list[str]:
+    """The architectures (general.architecture) whose graphs the library runs under a plan."""
+    names = []
+    while (name := _lib.llama_layer_plan_arch(len(names))) is not None:
+        names.append(name.decode())
+    return names
 
 KV_TYPES = {"f16": C.GGML_TYPE_F16, "f32": C.GGML_TYPE_F32}
 KV_BYTES = {"f16": 2, "f32": 4}
@@ -143,6 +157,7 @@ class Model:
         self._model = None
         self.path = Path(path)
         self.n_gpu_layers = n_gpu_layers
+        self.vocab_only = vocab_only
         params = C.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.vocab_only = vocab_only
@@ -182,6 +197,17 @@ class Model:
         head_k = int(self.meta(f"{self.arch}.attention.key_length") or self.n_embd // n_head)
         head_v = int(self.meta(f"{self.arch}.attention.value_length") or self.n_embd // n_head)
         return n_slots * n_ctx * n_head_kv * (head_k + head_v) * KV_BYTES[kv_type]
+
+    @property
+    def runs_plans(self) -> bool:
+        """Whether the library runs this model's architecture under layer plans."""
+        return bool(_lib.llama_layer_plan_supported(self._model))
+
+    def swa_layers(self) -> list[int]:
+        """The layers that attend through a sliding window (their KV slots live in the SWA cache)."""
+        if self.vocab_only:
+            raise PaintersError(f"{self.path.name}: loaded with vocab_only, which reads no layer hyperparameters")
+        return [layer for layer in range(self.n_layer) if _lib.llama_layer_plan_layer_swa(self._model, layer) == 1]
 
     @property
     def sha256(self) -> str:
@@ -245,8 +271,8 @@ class Model:
     def validate_plan(self, plan: Plan) -> None:
         """Check a plan in Python and in C without a context."""
         plan.check(self.n_layer)
-        if self.arch not in abi.PLAN_ARCHITECTURES:
-            supported = ", ".join(sorted(abi.PLAN_ARCHITECTURES))
+        if not self.runs_plans:
+            supported = ", ".join(plan_architectures())
             raise PlanError(f"{self.path.name}: architecture {self.arch!r} does not run layer plans (supported: {supported})")
         flat = plan.encode()
         call_plan_status(_lib.llama_layer_plan_validate(self._model, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)

@@ -263,7 +263,7 @@ def print_summary(outcomes: list[Outcome]) -> None:
 
 
 def fixtures(folder: Path) -> tuple[Path, Path, Path, Path]:
-    """The real SmolLM2 (must be fetched), and tiny models written here: BPE llama, qwen2, unknown arch."""
+    """The real SmolLM2 (must be fetched), and tiny models written here: BPE llama, xverse (llama-shaped, no plans), unknown arch."""
     sys.path.insert(0, str(HERE))
     from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
 
@@ -275,7 +275,7 @@ def fixtures(folder: Path) -> tuple[Path, Path, Path, Path]:
     weights = random_weights(TinyConfig(n_vocab=len(vocab.tokens), n_layer=4), seed=1)
     tiny = write_gguf(weights, folder / "tiny-bpe.gguf", vocab=vocab)
     small = random_weights(TinyConfig(), seed=0)
-    return good, write_gguf(small, folder / "tiny-qwen2.gguf", arch="qwen2"), write_gguf(small, folder / "tiny-unknown.gguf", arch="painterz"), tiny
+    return good, write_gguf(small, folder / "tiny-xverse.gguf", arch="xverse"), write_gguf(small, folder / "tiny-unknown.gguf", arch="painterz"), tiny
 
 
 def main() -> int:

@@ -163,6 +163,22 @@ def test_c_side_rejects_null_arguments(ctx_f32, tiny_model) -> None:
     assert _lib.llama_layer_plan_n_slots(None) == -1
     assert _lib.llama_layer_plan_slot_layer(ctx_f32._ctx, 10_000) == -1
     assert _lib.llama_layer_plan_slot_layer(ctx_f32._ctx, -1) == -1
+    assert _lib.llama_layer_plan_supported(None) == 0
+    assert _lib.llama_layer_plan_layer_swa(None, 0) == -1
+    assert _lib.llama_layer_plan_layer_swa(tiny_model._model, tiny_model.n_layer) == -1
+    assert _lib.llama_layer_plan_layer_swa(tiny_model._model, -1) == -1
+    assert _lib.llama_layer_plan_arch(-1) is None
+    assert _lib.llama_layer_plan_arch(10_000) is None
+
+
+def test_the_library_lists_the_architectures_it_covers(tiny_model) -> None:
+    from painters_gguf.runtime import plan_architectures
+
+    covered = plan_architectures()
+    assert covered[0] == "llama"
+    assert {"qwen3", "qwen2", "gemma3", "mistral3", "phi3", "gemma2", "olmo2", "gptneox"} <= set(covered)
+    assert len(covered) == len(set(covered))
+    assert tiny_model.runs_plans and tiny_model.swa_layers() == []
 
 
 def test_c_side_accepts_the_largest_plan(tiny_model) -> None:
@@ -175,8 +191,8 @@ def test_c_side_accepts_the_largest_plan(tiny_model) -> None:
 def test_unsupported_architecture_is_an_error(tiny_weights: TinyWeights, tmp_path: Path) -> None:
     from painters_gguf.runtime import Model, _lib
 
-    with Model(write_gguf(tiny_weights, tmp_path / "tiny-qwen2.gguf", arch="qwen2")) as model:
-        assert model.arch == "qwen2"
+    with Model(write_gguf(tiny_weights, tmp_path / "tiny-xverse.gguf", arch="xverse")) as model:
+        assert model.arch == "xverse"
         with model.context(n_ctx=64) as ctx:
             ctx.logits(TOKENS[:5])  # the stock graph still runs without a plan
             with pytest.raises(PlanError, match="does not run layer plans"):
