@@ -53,7 +53,7 @@ def eval_command(
     task_names: Annotated[str, typer.Option("--tasks", "-t", help=f"Comma list of {', '.join(tasks.TASKS)}, or all.")] = DEFAULT_TASKS,
     limit: options.Limit = None,
     num_fewshot: options.NumFewshot = None,
-    add_bos: options.AddBos = False,
+    add_bos: options.AddBos = None,
     threads: options.Threads = None,
     n_ctx: options.NCtx = 2048,
     batch_size: options.BatchSize = 256,
@@ -87,7 +87,7 @@ def eval_command(
     if output is not None:
         config = {
             "model": str(path), "model_sha256": llm.sha256, "plan": layer_plan.text, "plan_spec": plan,
-            "n": n, "seed": seed, "iters": iters, "limit": limit, "n_ctx": n_ctx, "add_bos": add_bos,
+            "n": n, "seed": seed, "iters": iters, "limit": limit, "n_ctx": n_ctx, "add_bos": evaluator.settings.add_bos,
             "batch_size": batch_size, "num_fewshot": {p.task.name: settings.shots(p.task) for p in prepared},
         }  # fmt: skip
         write_json(output, results_json(prepared, plan_scores, full_scores, config))

@@ -21,4 +21,7 @@ BatchSize = Annotated[int, typer.Option("--batch-size", help="Tokens per decode 
 NGpuLayers = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (CUDA builds; -1: all).")]
 DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Benchmark JSONL folder (default: $PAINTERS_GGUF_DATA or the user data dir).")]
 NumFewshot = Annotated[Optional[int], typer.Option("--num-fewshot", help="Few-shot examples (default: lm-eval's per task: 5 for gsm8k, else 0).")]
-AddBos = Annotated[bool, typer.Option("--add-bos", help="Start every request with BOS (lm-eval's default for HF causal models: no).")]
+AddBos = Annotated[
+    Optional[bool],
+    typer.Option("--add-bos/--no-add-bos", help="Start every request with BOS (default, as lm-eval: yes for Gemma models, no otherwise)."),
+]

@@ -47,9 +47,10 @@ def open_session(
         raise PaintersError("--limit takes a number >= 1")
     chosen = tasks.select(task_names)
     path, llm = load_model(model, n_gpu_layers=settings.n_gpu_layers)
+    settings = settings.for_model(llm.arch)
     with err.status("reading the tasks ..."):
         prepared = [prepare(task, data_dir(data), limit, settings) for task in chosen]
-    scorer = Scorer(llm, max_length=settings.max_length, n_batch=settings.batch_size, threads=threads, add_bos=settings.add_bos)
+    scorer = Scorer(llm, max_length=settings.max_length, n_batch=settings.batch_size, threads=threads, add_bos=bool(settings.add_bos))
     return Session(path, Evaluator(scorer, Store(db), settings), prepared)
 
 

@@ -15,6 +15,7 @@ from painters_gguf.cli.console import err, out
 from painters_gguf.cli.render import heatmap
 from painters_gguf.cli.session import load_model, progress_bar
 from painters_gguf.data import data_dir, load_split
+from painters_gguf.evaluate import default_add_bos
 from painters_gguf.tasks import TASKS
 
 
@@ -26,6 +27,7 @@ def similarity(
     iters: options.Iters = 3,
     docs: Annotated[int, typer.Option("--docs", help="LAMBADA documents to average over (the paper: 100).")] = 100,
     n_ctx: options.NCtx = 2048,
+    add_bos: options.AddBos = None,
     threads: options.Threads = None,
     n_gpu_layers: options.NGpuLayers = 0,
     data: options.DataDir = None,
@@ -40,7 +42,8 @@ def similarity(
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
     task = TASKS["lambada_openai"]
     rows = load_split(data_dir(data), task.eval_split)[:docs]
-    documents = [llm.tokenize(row["text"])[-n_ctx:] for row in rows]
+    bos = default_add_bos(llm.arch) if add_bos is None else add_bos
+    documents = [llm.tokenize(row["text"], add_bos=bos)[-n_ctx:] for row in rows]
     with llm.context(n_ctx=max(len(d) for d in documents), n_batch=512, threads=threads) as ctx, progress_bar() as bar:
         job = bar.add_task("documents", total=len(documents))
         matrix = mean_similarity(ctx, layer_plan, documents, progress=lambda k: bar.advance(job, k))

@@ -29,16 +29,27 @@ class Settings:
 
     num_fewshot: int | None = None  # None: the task's default (lm-eval's)
     max_length: int = 2048  # --n-ctx: longer requests are truncated from the left
-    add_bos: bool = False
+    add_bos: bool | None = None  # None: default_add_bos(the model's architecture)
     batch_size: int = 256  # tokens per decode: which documents share a batch changes quantized numerics
     n_gpu_layers: int = 0  # the backend changes the numerics too
 
     def shots(self, task: Task) -> int:
         return task.num_fewshot if self.num_fewshot is None else self.num_fewshot
 
+    def for_model(self, arch: str) -> Settings:
+        """These settings with add_bos decided for a model of this architecture."""
+        return self if self.add_bos is not None else dataclasses.replace(self, add_bos=default_add_bos(arch))
+
     def key(self, task: Task) -> dict:
+        assert self.add_bos is not None, "settings used before for_model()"
         return {"num_fewshot": self.shots(task), "n_ctx": self.max_length, "add_bos": self.add_bos,
                 "batch_size": self.batch_size, "n_gpu_layers": self.n_gpu_layers, "packing": PACKING}  # fmt: skip
+
+
+def default_add_bos(arch: str) -> bool:
+    """Whether requests start with BOS unless told: as lm-eval does for HF causal models, no,
+    except for Gemma models, which it gives a BOS (they are not usable without one)."""
+    return arch.startswith("gemma")
 
 
 # how documents are packed into batches (scoring.Scorer): results from another packing are not reused
@@ -92,8 +103,8 @@ class Evaluator:
     def __init__(self, scorer: Scorer, store: Store, settings: Settings) -> None:
         self.scorer = scorer
         self.store = store
-        self.settings = settings
         self.model = scorer.model
+        self.settings = settings.for_model(self.model.arch)
         self.full_plan = variants.full(self.model.n_layer)
         self._plan: Plan | None = None
 

@@ -141,3 +141,16 @@ def test_greedy_generation_stops(tiny_bpe_model) -> None:
     logits = gen.ctx.eval(prompt)
     first = int(np.argmax(logits[-1]))
     assert text.startswith(tiny_bpe_model.detokenize([first])) or tiny_bpe_model.is_eog(first)
+
+
+def test_bos_follows_lm_eval_unless_told() -> None:
+    """lm-eval gives Gemma models a BOS and no other HF causal model; an explicit choice wins."""
+    from painters_gguf.evaluate import Settings
+
+    assert Settings().for_model("gemma3").add_bos is True
+    assert Settings().for_model("gemma2").add_bos is True
+    assert Settings().for_model("llama").add_bos is False
+    assert Settings().for_model("qwen2").add_bos is False
+    assert Settings(add_bos=False).for_model("gemma3").add_bos is False
+    assert Settings(add_bos=True).for_model("llama").add_bos is True
+    assert Settings().for_model("gemma3").key(TASKS["arc_easy"])["add_bos"] is True
