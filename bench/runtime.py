@@ -5,7 +5,9 @@
 Prints:
   - prompt processing: identity plan vs no plan (the upstream graph) on the same tokens;
   - skip plans vs the full model, against the fraction of blocks they execute;
-  - resident memory of a 3x looped-parallel plan vs the full model, against the KV growth.
+  - the time to set a plan, and of the first decode after it (graph and buffers re-reserved);
+  - resident memory of a 3x looped-parallel plan vs the full model, against the KV growth
+    (split between the global and the sliding-window cache where the model has both).
 """
 
 from __future__ import annotations
@@ -76,11 +78,35 @@ def main() -> None:
     for n in (T // 4, T // 3, T // 2 - 1):
         plan = variants.skip(T, n)
         t = time_prompt(ctx, plan, tokens, args.reps)
-        table.add_row(f"skip N={n}", str(plan.n_slots), f"{t:.3f}", f"{args.tokens / t:.0f}", f"{t / t_base:.3f}", f"{plan.n_slots / T:.3f}")
+        table.add_row(
+            f"skip N={n}", str(plan.n_slots), f"{t:.3f}", f"{args.tokens / t:.0f}", f"{t / t_base:.3f}", f"{plan.n_slots / T:.3f}"
+        )
     looped = variants.looped_parallel(T, 4, 3)
     t = time_prompt(ctx, looped, tokens, args.reps)
-    table.add_row("looped parallel N=4 x3", str(looped.n_slots), f"{t:.3f}", f"{args.tokens / t:.0f}", f"{t / t_base:.3f}", f"{looped.n_slots / T:.3f}")
+    table.add_row(
+        "looped parallel N=4 x3",
+        str(looped.n_slots),
+        f"{t:.3f}",
+        f"{args.tokens / t:.0f}",
+        f"{t / t_base:.3f}",
+        f"{looped.n_slots / T:.3f}",
+    )
     console.print(table)
+
+    # setting a plan: the call (new KV cache, re-reserve) and the first decode after it
+    set_times, first_times = [], []
+    for plan in [looped, variants.full(T)] * args.reps:
+        start = time.perf_counter()
+        ctx.set_plan(plan)
+        set_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        ctx.eval(tokens[:8])
+        first_times.append(time.perf_counter() - start)
+        ctx.clear()
+    console.print(
+        f"set_plan: median {statistics.median(set_times) * 1000:.1f} ms; the first 8-token decode after it: "
+        f"median {statistics.median(first_times) * 1000:.1f} ms (n_ctx={args.tokens})"
+    )
     ctx.close()
 
     # memory: a fresh context per plan, RSS after a pass
@@ -102,6 +128,14 @@ def main() -> None:
     extra = rows[1][2] - rows[0][2]
     expected = (rows[1][1] - rows[0][1]) * kv_per_slot
     console.print(f"looped vs full: +{extra:.1f} MiB resident, +{expected:.1f} MiB of KV expected ({extra / expected:.2f}x)")
+    swa = set(model.swa_layers())
+    if swa:  # both caches hold n_ctx cells (llama.cpp's default swa_full), so a slot costs the same in either
+        executions = [layer for step in looped.executions() for layer in step]
+        in_swa = sum(layer in swa for layer in executions)
+        console.print(
+            f"  looped plan's {len(executions)} slots: {len(executions) - in_swa} in the global cache, {in_swa} in the "
+            f"sliding-window cache (full model: {T - len(swa)} and {len(swa)})"
+        )
     console.print(f"identity / no plan prompt time ratio: {t_ident / t_base:.4f}")
 
 
