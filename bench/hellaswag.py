@@ -1,11 +1,11 @@
 """HellaSwag throughput, side by side in one run, same model, data and threads:
 
-  1. painters-gguf's engine (shared prefixes, packed batches, logits only where scored);
-  2. the same requests one per choice, no prefix sharing (the plain path);
-  3. llama.cpp's own `llama-perplexity --hellaswag`, built from the same pinned source, outside
-     the repo (in the build cache), fed the same preprocessed items.
+1. painters-gguf's engine (shared prefixes, packed batches, logits only where scored);
+2. the same requests one per choice, no prefix sharing (the plain path);
+3. llama.cpp's own `llama-perplexity --hellaswag`, built from the same pinned source, outside
+   the repo (in the build cache), fed the same preprocessed items.
 
-    .venv/bin/python bench/hellaswag.py [--items 200] [--threads 2] [--skip-perplexity]
+  .venv/bin/python bench/hellaswag.py [--items 200] [--threads 2] [--skip-perplexity]
 """
 
 from __future__ import annotations
@@ -41,9 +41,24 @@ def build_perplexity() -> Path:
     binary = out / "bin" / "llama-perplexity"
     if not binary.exists():
         source = tree.src / "vendor" / "llama.cpp"
-        build_wheel.run(["cmake", "-S", str(source), "-B", str(out), "-G", "Ninja", "-DCMAKE_BUILD_TYPE=Release",
-                         "-DBUILD_SHARED_LIBS=OFF", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF",
-                         "-DLLAMA_BUILD_EXAMPLES=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DLLAMA_BUILD_TOOLS=ON"])  # fmt: skip
+        build_wheel.run(
+            [
+                "cmake",
+                "-S",
+                str(source),
+                "-B",
+                str(out),
+                "-G",
+                "Ninja",
+                "-DCMAKE_BUILD_TYPE=Release",
+                "-DBUILD_SHARED_LIBS=OFF",
+                "-DLLAMA_CURL=OFF",
+                "-DLLAMA_BUILD_TESTS=OFF",
+                "-DLLAMA_BUILD_EXAMPLES=OFF",
+                "-DLLAMA_BUILD_SERVER=OFF",
+                "-DLLAMA_BUILD_TOOLS=ON",
+            ]
+        )
         build_wheel.run(["cmake", "--build", str(out), "--target", "llama-perplexity", "-j"])
     return binary
 
@@ -85,12 +100,23 @@ def main() -> None:
             scorer.loglikelihood_unbatched(request)
     rows.append(("one request per choice, no sharing", time.perf_counter() - start))
 
-    acc_norm = sum(task.score(doc, res)["acc_norm"] for doc, res in zip(docs, batched)) / len(docs)
+    acc_norm = sum(task.score(doc, res)["acc_norm"] for doc, res in zip(docs, batched, strict=True)) / len(docs)
     if not args.skip_perplexity:
         binary = build_perplexity()
         data = perplexity_file(docs, Path(build_wheel.cache_root() / "bench" / "hellaswag_items.txt"))
-        cmd = [str(binary), "-m", str(path), "-f", str(data), "--hellaswag", "--hellaswag-tasks", str(len(docs)),
-               "-t", str(args.threads), "--no-warmup"]  # fmt: skip
+        cmd = [
+            str(binary),
+            "-m",
+            str(path),
+            "-f",
+            str(data),
+            "--hellaswag",
+            "--hellaswag-tasks",
+            str(len(docs)),
+            "-t",
+            str(args.threads),
+            "--no-warmup",
+        ]
         start = time.perf_counter()
         result = subprocess.run(cmd, capture_output=True, text=True)
         t_ppl = time.perf_counter() - start

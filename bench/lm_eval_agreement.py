@@ -63,7 +63,9 @@ def local_load_dataset(path: str, name: str | None = None, **_: object) -> datas
 class AnsweringLM(TemplateLM):
     """lm-eval's model interface answering from a table of (context tokens, continuation tokens)."""
 
-    def __init__(self, model: Model, max_length: int, answers: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]]) -> None:
+    def __init__(
+        self, model: Model, max_length: int, answers: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]]
+    ) -> None:
         super().__init__()
         self.model = model
         self._max_length = max_length
@@ -85,7 +87,7 @@ class AnsweringLM(TemplateLM):
     def tok_encode(self, string: str, add_special_tokens: bool | None = None, **kwargs: object) -> list[int]:
         return self.model.tokenize(string)
 
-    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):  # noqa: ANN001, ANN201
+    def _loglikelihood_tokens(self, requests, disable_tqdm: bool = False, **kwargs):
         results = []
         for cache_key, context_enc, continuation_enc in requests:
             answer = self.answers.get((tuple(context_enc), tuple(continuation_enc)))
@@ -96,10 +98,10 @@ class AnsweringLM(TemplateLM):
             self.cache_hook.add_partial("loglikelihood", cache_key, answer)
         return results
 
-    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):  # noqa: ANN001, ANN201
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError
 
-    def generate_until(self, requests, disable_tqdm: bool = False):  # noqa: ANN001, ANN201
+    def generate_until(self, requests, disable_tqdm: bool = False):
         raise NotImplementedError
 
 
@@ -128,17 +130,21 @@ def main() -> None:
         groups = [task.requests(prep.docs[i], prep.contexts[i]) for i in prep.indices]
         ours[name] = {}
         for done, results in scorer.loglikelihoods(groups):
-            for g, res in zip(done, results):
+            for g, res in zip(done, results, strict=True):
                 ours[name][prep.indices[g]] = task.score(prep.docs[prep.indices[g]], res)
-                for request, r in zip(groups[g], res):
+                for request, r in zip(groups[g], res, strict=True):
                     ctx, cont = scorer.encode_pair(request.context, request.continuation)
                     answers[(tuple(ctx), tuple(cont))] = (r.loglikelihood, r.is_greedy)
     t_ours = time.perf_counter() - start
     start = time.perf_counter()
     for name in names:
         task, prep = TASKS[name], prepared[name]
-        alone[name] = {i: task.score(prep.docs[i], [scorer.loglikelihood_unbatched(r) for r in task.requests(prep.docs[i], prep.contexts[i])])
-                       for i in prep.indices}  # fmt: skip
+        alone[name] = {
+            i: task.score(
+                prep.docs[i], [scorer.loglikelihood_unbatched(r) for r in task.requests(prep.docs[i], prep.contexts[i])]
+            )
+            for i in prep.indices
+        }
     t_alone = time.perf_counter() - start
 
     lm_eval.api.task.datasets.load_dataset = local_load_dataset
@@ -146,14 +152,24 @@ def main() -> None:
     theirs = lm_eval.simple_evaluate(model=lm, tasks=names, limit=args.limit, log_samples=True, bootstrap_iters=0)
 
     table = Table(title=f"{model.path.name}: painters-gguf vs lm-eval 0.4.9.2, first {args.limit} items")
-    for column in ("task", "metric", "painters-gguf", "lm-eval", "items differing", "requests differing", "one-by-one decode", "items changed"):
+    for column in (
+        "task",
+        "metric",
+        "painters-gguf",
+        "lm-eval",
+        "items differing",
+        "requests differing",
+        "one-by-one decode",
+        "items changed",
+    ):
         table.add_column(column, justify="left" if column in ("task", "metric") else "right")
     report: dict[str, dict] = {}
     for name in names:
         task, prep = TASKS[name], prepared[name]
         samples = {s["doc_id"]: s for s in theirs["samples"][name]}
         request_diffs = sum(
-            [[r.context, r.continuation] for r in task.requests(prep.docs[i], prep.contexts[i])] != [list(a) for a in samples[i]["arguments"]]
+            [[r.context, r.continuation] for r in task.requests(prep.docs[i], prep.contexts[i])]
+            != [list(a) for a in samples[i]["arguments"]]
             for i in prep.indices
         )
         report[name] = {"request_diffs": request_diffs, "metrics": {}}
@@ -163,18 +179,31 @@ def main() -> None:
             single = [alone[name][i][key] for i in prep.indices]
             if key == "perplexity":
                 lls = [samples[i]["resps"][0][0][0] for i in prep.indices]
-                differing = sum(a != float(b) for a, b in zip(mine, lls))
-                changed = sum(abs(a - b) > 1e-3 for a, b in zip(mine, single))
+                differing = sum(a != float(b) for a, b in zip(mine, lls, strict=True))
+                changed = sum(abs(a - b) > 1e-3 for a, b in zip(mine, single, strict=True))
                 value_ours, value_alone = float(np.exp(-np.mean(mine))), float(np.exp(-np.mean(single)))
             else:
                 differing = sum(ours[name][i][key] != samples[i][key] for i in prep.indices)
-                changed = sum(a != b for a, b in zip(mine, single))
+                changed = sum(a != b for a, b in zip(mine, single, strict=True))
                 value_ours, value_alone = float(np.mean(mine)), float(np.mean(single))
             value_theirs = theirs["results"][name][f"{key},none"]
-            report[name]["metrics"][key] = {"ours": value_ours, "lm_eval": value_theirs, "items_differing": differing,
-                                            "one_by_one": value_alone, "items_changed_one_by_one": changed}  # fmt: skip
-            table.add_row(name, key, f"{value_ours:.4f}", f"{value_theirs:.4f}", str(differing), str(request_diffs),
-                          f"{value_alone:.4f}", str(changed))  # fmt: skip
+            report[name]["metrics"][key] = {
+                "ours": value_ours,
+                "lm_eval": value_theirs,
+                "items_differing": differing,
+                "one_by_one": value_alone,
+                "items_changed_one_by_one": changed,
+            }
+            table.add_row(
+                name,
+                key,
+                f"{value_ours:.4f}",
+                f"{value_theirs:.4f}",
+                str(differing),
+                str(request_diffs),
+                f"{value_alone:.4f}",
+                str(changed),
+            )
     console.print(table)
     console.print(f"requests lm-eval tokenized differently from painters-gguf: {lm.missing}")
     console.print(f"time: painters-gguf engine {t_ours:.0f} s; every request decoded alone {t_alone:.0f} s")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,6 +38,8 @@ def default_db() -> Path:
 @app.callback()
 def main_options(
     ctx: typer.Context,
-    db: Annotated[Optional[Path], typer.Option("--db", help="Results store (SQLite). Default: $PAINTERS_GGUF_DB or the user data dir.")] = None,
+    db: Annotated[
+        Path | None, typer.Option("--db", help="Results store (SQLite). Default: $PAINTERS_GGUF_DB or the user data dir.")
+    ] = None,
 ) -> None:
     ctx.obj = Globals(db=db or default_db())

@@ -8,10 +8,10 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from painters_gguf.cli.console import err, fail, out
 from painters_gguf.errors import PaintersError
 from painters_gguf.fetch import fetch, model_path
 from painters_gguf.models import CATALOG, DEFAULT_MODEL, find
-from painters_gguf.cli.console import err, fail, out
 
 app = typer.Typer(help="The catalog of known models: list them, fetch one.", no_args_is_help=True)
 
@@ -30,7 +30,15 @@ def list_models() -> None:
         name = model.name + (" (default)" if model.name == DEFAULT_MODEL else "")
         plans = "yes" if model.arch in covered else "no"
         downloaded = escape(str(path)) if path.exists() else "no"
-        table.add_row(escape(name), model.arch, plans, str(model.n_layer), f"{model.size_mb} MB", escape(model.source.describe()), downloaded)
+        table.add_row(
+            escape(name),
+            model.arch,
+            plans,
+            str(model.n_layer),
+            f"{model.size_mb} MB",
+            escape(model.source.describe()),
+            downloaded,
+        )
     out.print(table)
     out.print(f"Layer plans run on: {', '.join(sorted(covered))}")
 

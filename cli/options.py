@@ -2,26 +2,125 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from painters_gguf.evaluate import Settings
+
 Model = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--model", "-m", help="A catalog name, a .gguf path, or an HF owner/repo/file.gguf. Default: smollm2-135m."),
 ]
-N = Annotated[int, typer.Option("--n", help="The paper's N: layers 0..N and T-N..T-1 run as usual (for skip-one/swap: the layer).")]
+N = Annotated[
+    int, typer.Option("--n", help="The paper's N: layers 0..N and T-N..T-1 run as usual (for skip-one/swap: the layer).")
+]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the random variant.")]
 Iters = Annotated[int, typer.Option("--iters", help="Iterations of looped-parallel.")]
-Limit = Annotated[Optional[int], typer.Option("--limit", "-l", help="Score only the first L documents of each task (mmlu: of each subject).")]
-Threads = Annotated[Optional[int], typer.Option("--threads", help="CPU threads (default: all cores).")]
-NCtx = Annotated[int, typer.Option("--n-ctx", help="Longest request in tokens; longer ones are truncated from the left, as lm-eval does.")]
+Limit = Annotated[
+    int | None, typer.Option("--limit", "-l", help="Score only the first L documents of each task (mmlu: of each subject).")
+]
+Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")]
+NCtx = Annotated[
+    int, typer.Option("--n-ctx", help="Longest request in tokens; longer ones are truncated from the left, as lm-eval does.")
+]
 BatchSize = Annotated[int, typer.Option("--batch-size", help="Tokens per decode batch (several documents are packed into each).")]
 NGpuLayers = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (CUDA builds; -1: all).")]
-DataDir = Annotated[Optional[Path], typer.Option("--data-dir", help="Benchmark JSONL folder (default: $PAINTERS_GGUF_DATA or the user data dir).")]
-NumFewshot = Annotated[Optional[int], typer.Option("--num-fewshot", help="Few-shot examples (default: lm-eval's per task: 5 for gsm8k, else 0).")]
-AddBos = Annotated[
-    Optional[bool],
-    typer.Option("--add-bos/--no-add-bos", help="Start every request with BOS (default, as lm-eval: yes for Gemma models, no otherwise)."),
+DataDir = Annotated[
+    Path | None, typer.Option("--data-dir", help="Benchmark JSONL folder (default: $PAINTERS_GGUF_DATA or the user data dir).")
 ]
+NumFewshot = Annotated[
+    int | None, typer.Option("--num-fewshot", help="Few-shot examples (default: lm-eval's per task: 5 for gsm8k, else 0).")
+]
+AddBos = Annotated[
+    bool | None,
+    typer.Option(
+        "--add-bos/--no-add-bos", help="Start every request with BOS (default, as lm-eval: yes for Gemma models, no otherwise)."
+    ),
+]
+
+
+DEFAULT_TASKS = "arc_easy,hellaswag,winogrande,lambada_openai"
+TaskNames = Annotated[
+    str,
+    typer.Option(
+        "--tasks", "-t", help="Comma list of arc_easy, arc_challenge, hellaswag, winogrande, lambada_openai, gsm8k, mmlu; or all."
+    ),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Scoring:
+    """The options eval, sweep and report share: the model, the tasks and how they are scored."""
+
+    model: str | None
+    task_names: str
+    limit: int | None
+    num_fewshot: int | None
+    add_bos: bool | None
+    threads: int | None
+    n_ctx: int
+    batch_size: int
+    n_gpu_layers: int
+    data: Path | None
+
+    def settings(self) -> Settings:
+        return Settings(
+            num_fewshot=self.num_fewshot,
+            max_length=self.n_ctx,
+            add_bos=self.add_bos,
+            batch_size=self.batch_size,
+            n_gpu_layers=self.n_gpu_layers,
+        )
+
+
+def _scoring_options(
+    model: Model = None,
+    task_names: TaskNames = DEFAULT_TASKS,
+    limit: Limit = None,
+    num_fewshot: NumFewshot = None,
+    add_bos: AddBos = None,
+    threads: Threads = None,
+    n_ctx: NCtx = 2048,
+    batch_size: BatchSize = 256,
+    n_gpu_layers: NGpuLayers = 0,
+    data: DataDir = None,
+) -> None:
+    """The CLI form of Scoring's fields (a signature only)."""
+
+
+def with_scoring_options(*, computes: bool = True) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    """Give a Typer command the shared scoring options after its own; it receives them as one
+    `scoring: Scoring` argument. A command that computes nothing (report) has no --threads."""
+
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        hints = typing.get_type_hints(_scoring_options, include_extras=True)
+        shared = [
+            p.replace(annotation=hints[p.name])
+            for p in inspect.signature(_scoring_options).parameters.values()
+            if computes or p.name != "threads"
+        ]
+        own_hints = typing.get_type_hints(command, include_extras=True)
+        own = [
+            p.replace(annotation=own_hints.get(p.name, p.annotation), kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+            for p in inspect.signature(command).parameters.values()
+            if p.name != "scoring"
+        ]
+        parameters = [*own, *shared]
+
+        @functools.wraps(command)
+        def wrapper(**kwargs: object) -> None:
+            values = {p.name: kwargs.pop(p.name) for p in shared}
+            command(**kwargs, scoring=Scoring(**{"threads": None, **values}))  # type: ignore[arg-type]
+
+        wrapper.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+        return wrapper
+
+    return decorate

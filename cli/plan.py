@@ -9,15 +9,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from painters_gguf import variants
-from painters_gguf.plan import Plan
-from painters_gguf.runtime import plan_architectures
 from painters_gguf.cli import options
 from painters_gguf.cli.console import out
 from painters_gguf.cli.session import load_model
+from painters_gguf.plan import Plan
+from painters_gguf.runtime import plan_architectures
 
 
 def plan(
-    spec: Annotated[str, typer.Argument(help="A variant (skip, reverse, parallel, ...) or a plan text like 0-3,{4-27}x3,28-29.")] = "full",
+    spec: Annotated[
+        str, typer.Argument(help=f"A variant: {variants.names_help()}; or a plan text like 0-3,{{4-27}}x3,28-29.")
+    ] = "full",
     model: options.Model = None,
     n: options.N = 0,
     seed: options.Seed = 0,
@@ -29,7 +31,8 @@ def plan(
     name = info.meta("general.name") or "?"  # untrusted text: printed literally, never as markup
     out.print(f"[bold]{escape(info.path.name)}[/] ({escape(info.arch)}, {info.n_layer} layers), name {escape(repr(name))}")
     if not info.runs_plans:
-        out.print(f"[yellow]architecture {escape(repr(info.arch))} does not run layer plans[/] (supported: {', '.join(plan_architectures())})")
+        supported = ", ".join(plan_architectures())
+        out.print(f"[yellow]architecture {escape(repr(info.arch))} does not run layer plans[/] (supported: {supported})")
     out.print(f"plan: [bold cyan]{escape(layer_plan.text)}[/]")
     table = Table()
     table.add_column("step", justify="right")

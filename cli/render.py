@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from painters_gguf.sweeps import Cell, iteration_grid
-from painters_gguf.variants import Variant
+from painters_gguf.variants import VARIANTS, Axis, Variant
 
 
 def fmt(value: float | None, spread: float | None = None) -> str:
@@ -31,7 +31,8 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
     """Figs. 2, 4-9: a row per N (or layer), normalized primary metric per task and their mean."""
     title = f"{variant.value}: normalized scores (0 = chance, 1 = full model)"
     table = Table(title=title)
-    first = "layer n" if variant in (Variant.SKIP_ONE, Variant.SWAP) else "N (M middle layers)"
+    by_layer = VARIANTS[variant].axis == Axis.LAYER
+    first = "layer n" if by_layer else "N (M middle layers)"
     table.add_column(first, justify="right")
     for name in task_names:
         table.add_column(name, justify="right")
@@ -40,12 +41,13 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
     for cell in cells:
         by_n.setdefault((cell.point.n, cell.point.iters), []).append(cell)
     for (n, iters), group in by_n.items():
-        label = str(n) if variant in (Variant.SKIP_ONE, Variant.SWAP) else f"{n} ({n_layer - 2 * n - 1})"
+        label = str(n) if by_layer else f"{n} ({n_layer - 2 * n - 1})"
         if iters is not None:
             label += f" x{iters}"
         row = [label]
-        for name in [*task_names, None]:
-            values = [c.mean if name is None else c.normalized[name] for c in group]
+        columns: list[str | None] = [*task_names, None]  # None: the mean
+        for task in columns:
+            values = [c.mean if task is None else c.normalized[task] for c in group]
             known = [v for v in values if v is not None]
             if len(known) < len(values) or not known:
                 row.append("-")
@@ -57,15 +59,29 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
     return table
 
 
-def heatmap(matrix: np.ndarray, rows: Sequence[str], columns: Sequence[str], title: str | None,
-            low: float = 0.0, high: float = 1.0, best_per_row: bool = False, compact: bool = False) -> Table:  # fmt: skip
+def heatmap(
+    matrix: np.ndarray,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    title: str | None,
+    low: float = 0.0,
+    high: float = 1.0,
+    best_per_row: bool = False,
+    compact: bool = False,
+) -> Table:
     """A terminal heatmap: one colored cell per value (NaN: no result); optionally star each row's best.
 
     compact: two-character color cells without numbers, for large matrices (a 33 x 33 similarity
     matrix); column labels wider than a cell should be left blank by the caller.
     """
-    table = Table(title=title, show_lines=False, pad_edge=False, box=None if compact else Table().box,
-                  padding=0 if compact else (0, 1), caption=f"color scale: {low:.2f} (red) to {high:.2f} (green)")  # fmt: skip
+    table = Table(
+        title=title,
+        show_lines=False,
+        pad_edge=False,
+        box=None if compact else Table().box,
+        padding=0 if compact else (0, 1),
+        caption=f"color scale: {low:.2f} (red) to {high:.2f} (green)",
+    )
     table.add_column("", justify="right")
     for column in columns:
         table.add_column(column, justify="left" if compact else "center", min_width=2 if compact else None)
@@ -87,7 +103,9 @@ def looped_heatmap(cells: Sequence[Cell], n_layer: int) -> Table:
     """Fig. 10: looped parallel, mean normalized score by M (rows) and iterations (columns)."""
     matrix, ns, ks = iteration_grid(cells)
     rows = [f"M={n_layer - 2 * n - 1}" for n in ns]
-    return heatmap(matrix, rows, [f"x{k}" for k in ks], "looped parallel: mean normalized score (* best per M)", best_per_row=True)
+    return heatmap(
+        matrix, rows, [f"x{k}" for k in ks], "looped parallel: mean normalized score (* best per M)", best_per_row=True
+    )
 
 
 def summary_table(summary: dict[Variant, tuple[float | None, float | None]]) -> Table:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, Task, TextColumn, TimeRemainingColumn
@@ -12,10 +13,15 @@ from rich.text import Text
 from painters_gguf import tasks
 from painters_gguf.cli.console import err
 from painters_gguf.data import data_dir
-from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, prepare
+from painters_gguf.errors import PaintersError
+from painters_gguf.evaluate import Evaluator, PreparedTask, prepare
 from painters_gguf.fetch import resolve_model
 from painters_gguf.gguf_check import check_model_file
 from painters_gguf.store import Store
+
+if TYPE_CHECKING:
+    from painters_gguf.cli.options import Scoring
+    from painters_gguf.runtime import Model
 
 
 @dataclasses.dataclass
@@ -25,36 +31,28 @@ class Session:
     prepared: list[PreparedTask]
 
     @property
-    def model(self):  # noqa: ANN201 - painters_gguf.runtime.Model
+    def model(self) -> Model:
         return self.evaluator.model
 
 
-def open_session(
-    *,
-    db: Path,
-    model: str | None,
-    task_names: str,
-    limit: int | None,
-    settings: Settings,
-    data: Path | None,
-    threads: int | None,
-) -> Session:
+def open_session(*, db: Path, scoring: Scoring) -> Session:
+    """Load the model once, read the tasks, open the store."""
     from painters_gguf.scoring import Scorer
 
-    if limit is not None and limit < 1:
-        from painters_gguf.errors import PaintersError
-
+    if scoring.limit is not None and scoring.limit < 1:
         raise PaintersError("--limit takes a number >= 1")
-    chosen = tasks.select(task_names)
-    path, llm = load_model(model, n_gpu_layers=settings.n_gpu_layers)
-    settings = settings.for_model(llm.arch)
+    chosen = tasks.select(scoring.task_names)
+    path, llm = load_model(scoring.model, n_gpu_layers=scoring.n_gpu_layers)
+    settings = scoring.settings().for_model(llm.arch)
     with err.status("reading the tasks ..."):
-        prepared = [prepare(task, data_dir(data), limit, settings) for task in chosen]
-    scorer = Scorer(llm, max_length=settings.max_length, n_batch=settings.batch_size, threads=threads, add_bos=bool(settings.add_bos))
+        prepared = [prepare(task, data_dir(scoring.data), scoring.limit, settings) for task in chosen]
+    scorer = Scorer(
+        llm, max_length=settings.max_length, n_batch=settings.batch_size, threads=scoring.threads, add_bos=bool(settings.add_bos)
+    )
     return Session(path, Evaluator(scorer, Store(db), settings), prepared)
 
 
-def load_model(spec: str | None, *, n_gpu_layers: int = 0, vocab_only: bool = False):  # noqa: ANN201
+def load_model(spec: str | None, *, n_gpu_layers: int = 0, vocab_only: bool = False) -> tuple[Path, Model]:
     """Resolve --model, check the file (a crash in llama.cpp stays in a child process), load it once."""
     from painters_gguf.runtime import Model
 
@@ -72,6 +70,11 @@ class RateColumn(ProgressColumn):
 def progress_bar() -> Progress:
     """An M/N bar with items/s and ETA, on stderr."""
     return Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-        TextColumn("eta"), TimeRemainingColumn(), console=err,
-    )  # fmt: skip
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=err,
+    )

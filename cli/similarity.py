@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -31,7 +31,7 @@ def similarity(
     threads: options.Threads = None,
     n_gpu_layers: options.NGpuLayers = 0,
     data: options.DataDir = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Save the matrix as .npy, with a .csv beside it.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Save the matrix as .npy, with a .csv beside it.")] = None,
 ) -> None:
     """Fig. 3: mean cosine similarity between the hidden states of every pair of layers (embedding + each output)."""
     from painters_gguf.similarity import mean_similarity

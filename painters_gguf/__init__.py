@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from painters_gguf.errors import PaintersError, PlanError, RuntimeMissingError
 from painters_gguf.plan import Plan, Step
@@ -14,7 +14,7 @@ __all__ = ["Context", "Model", "PaintersError", "Plan", "PlanError", "RuntimeMis
 __version__ = "0.1.0"
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> type:
     # the runtime needs the patched llama_cpp: import it only when it is asked for
     if name in ("Model", "Context"):
         from painters_gguf import runtime

@@ -10,9 +10,6 @@ import enum
 # the largest number of block executions (KV slots) the C side accepts
 MAX_SLOTS = 16384
 
-# fields of a step header in the flat encoding
-STEP_HEADER_LEN = 2  # repeat, n_members
-
 
 class PlanStatus(enum.IntEnum):
     """Return codes of llama_set_layer_plan / llama_layer_plan_validate."""

@@ -62,7 +62,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def read_parquet(path: Path) -> list[dict]:
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]  # optional, untyped
     except ImportError:
         raise PaintersError(f"{path}: reading parquet needs pyarrow (pip install pyarrow), or convert it to .jsonl") from None
     return pq.read_table(path).to_pylist()
@@ -78,7 +78,9 @@ def download(split: Split, target: Path) -> list[dict]:
     try:
         rows = [dict(row) for row in datasets.load_dataset(split.hf_path, split.hf_name, split=split.split)]
     except Exception as err:  # network or hub errors: one line for the user
-        raise PaintersError(f"{looked}, and downloading it failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+        raise PaintersError(
+            f"{looked}, and downloading it failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from None
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_suffix(".jsonl.part")
     with part.open("w", encoding="utf-8") as f:

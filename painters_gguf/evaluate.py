@@ -42,8 +42,14 @@ class Settings:
 
     def key(self, task: Task) -> dict:
         assert self.add_bos is not None, "settings used before for_model()"
-        return {"num_fewshot": self.shots(task), "n_ctx": self.max_length, "add_bos": self.add_bos,
-                "batch_size": self.batch_size, "n_gpu_layers": self.n_gpu_layers, "packing": PACKING}  # fmt: skip
+        return {
+            "num_fewshot": self.shots(task),
+            "n_ctx": self.max_length,
+            "add_bos": self.add_bos,
+            "batch_size": self.batch_size,
+            "n_gpu_layers": self.n_gpu_layers,
+            "packing": PACKING,
+        }
 
 
 def default_add_bos(arch: str) -> bool:
@@ -118,6 +124,18 @@ class Evaluator:
             settings=self.settings.key(task),
         )
 
+    def with_full_model(self, plan: Plan) -> list[Plan]:
+        """The plan and the full model (once, when the plan is the full model's)."""
+        return [plan] if plan == self.full_plan else [plan, self.full_plan]
+
+    def run_with_full_model(
+        self, plan: Plan, prepared: Sequence[PreparedTask], progress_for: Callable[[Plan, PreparedTask], Progress]
+    ) -> tuple[list[TaskScores], list[TaskScores]]:
+        """Score a plan and the full model on every task, the plan first; `progress_for` gives each
+        (plan, task) run its progress callback. Returns (the plan's scores, the full model's)."""
+        scores = {p: [self.run(p, prep, progress_for(p, prep)) for prep in prepared] for p in self.with_full_model(plan)}
+        return scores[plan], scores[self.full_plan]
+
     def todo(self, plan: Plan, prepared: PreparedTask) -> int:
         done = self.store.results(self.store.run_id(self.run_key(plan, prepared.task)))
         return sum(1 for i in prepared.indices if i not in done)
@@ -166,7 +184,7 @@ class Evaluator:
         wanted = set(todo)
         start = time.perf_counter()
         for finished, results in self.scorer.loglikelihoods(groups, needed=wanted):  # type: ignore[arg-type]
-            scored = [(g, task.score(docs[g], res)) for g, res in zip(finished, results)]
+            scored = [(g, task.score(docs[g], res)) for g, res in zip(finished, results, strict=True)]
             now = time.perf_counter()
             self.store.add(run_id, scored, now - start)
             start = now

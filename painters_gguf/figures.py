@@ -10,18 +10,7 @@ import numpy as np
 
 from painters_gguf.errors import PaintersError
 from painters_gguf.sweeps import Cell, iteration_grid, summarize
-from painters_gguf.variants import MIDDLE_VARIANTS, Variant
-
-TITLES = {
-    Variant.SKIP: "Skipping the middle layers",
-    Variant.MIDDLE_REPEAT: "Repeating layer T/2 in the middle",
-    Variant.REVERSE: "Reversing the middle layers",
-    Variant.RANDOM: "Shuffling the middle layers",
-    Variant.PARALLEL: "Running the middle layers in parallel",
-    Variant.LOOPED_PARALLEL: "Looped parallel middle layers",
-    Variant.SKIP_ONE: "Skipping one layer",
-    Variant.SWAP: "Swapping layers n and n+1",
-}
+from painters_gguf.variants import MIDDLE_VARIANTS, VARIANTS, Axis, Variant
 
 
 def _pyplot():  # noqa: ANN202
@@ -47,20 +36,24 @@ def variant_figure(folder: Path, model: str, variant: Variant, cells: Sequence[C
     """Figs. 2, 4-9: normalized score against N (or the layer) for each task."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    xs = sorted({c.point.n for c in cells if c.point.iters in (None, 3) or variant != Variant.LOOPED_PARALLEL})
+    looped = VARIANTS[variant].looped  # drawn at 3 iterations, as the paper's Figs. 4-9
+    xs = sorted({c.point.n for c in cells if c.point.iters in (None, 3) or not looped})
     for task in tasks:
         means, spreads = [], []
         for x in xs:
-            values = [c.normalized[task] for c in cells if c.point.n == x and c.normalized[task] is not None
-                      and (variant != Variant.LOOPED_PARALLEL or c.point.iters in (None, 3))]  # fmt: skip
+            values = [
+                value
+                for c in cells
+                if c.point.n == x and (value := c.normalized[task]) is not None and (not looped or c.point.iters in (None, 3))
+            ]
             means.append(statistics.fmean(values) if values else np.nan)
             spreads.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-        ax.errorbar(xs, means, yerr=spreads if variant == Variant.RANDOM else None, marker="o", ms=3, capsize=2, label=task)
+        ax.errorbar(xs, means, yerr=spreads if VARIANTS[variant].seeded else None, marker="o", ms=3, capsize=2, label=task)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("layer n" if variant in (Variant.SKIP_ONE, Variant.SWAP) else "N (layers 0..N and T-N..T-1 kept)")
+    ax.set_xlabel("layer n" if VARIANTS[variant].axis == Axis.LAYER else "N (layers 0..N and T-N..T-1 kept)")
     ax.set_ylabel("normalized score (0 = chance, 1 = full model)")
-    ax.set_title(f"{TITLES[variant]} · {model}")
+    ax.set_title(f"{VARIANTS[variant].title} · {model}")
     ax.legend(fontsize=8)
     paths = _save(fig, folder, f"fig-{variant.value}")
     plt.close(fig)
@@ -122,13 +115,14 @@ def similarity_figure(folder: Path, model: str, matrix: np.ndarray) -> list[Path
     return paths
 
 
-def write_all(folder: Path, model: str, n_layer: int, cells: dict[Variant, list[Cell]], tasks: Sequence[str],
-              similarity: Path | None = None) -> list[Path]:  # fmt: skip
+def write_all(
+    folder: Path, model: str, n_layer: int, cells: dict[Variant, list[Cell]], tasks: Sequence[str], similarity: Path | None = None
+) -> list[Path]:
     written: list[Path] = []
     for variant, variant_cells in cells.items():
         if any(c.normalized[t] is not None for c in variant_cells for t in tasks):
             written += variant_figure(folder, model, variant, variant_cells, tasks)
-        if variant == Variant.LOOPED_PARALLEL and len({c.point.iters for c in variant_cells}) > 1:
+        if VARIANTS[variant].looped and len({c.point.iters for c in variant_cells}) > 1:
             written += looped_figure(folder, model, variant_cells, n_layer)
     middle = [c for v, group in cells.items() for c in group if v in MIDDLE_VARIANTS]
     if len({c.point.variant for c in middle}) > 1:

@@ -85,10 +85,6 @@ class Plan:
         """Steps with the repeats unrolled: the hidden states the plan produces."""
         return sum(step.repeat for step in self.steps)
 
-    @property
-    def max_layer(self) -> int:
-        return max(max(step.layers) for step in self.steps)
-
     def executions(self) -> Iterator[tuple[int, ...]]:
         """The steps with their repeats unrolled, in the order they run."""
         for step in self.steps:
@@ -101,8 +97,7 @@ class Plan:
             for layer in step.layers:
                 if layer >= n_layer:
                     raise PlanError(
-                        f"plan {self.text!r}: step {index + 1} names layer {layer}, "
-                        f"but the model has layers 0..{n_layer - 1}"
+                        f"plan {self.text!r}: step {index + 1} names layer {layer}, but the model has layers 0..{n_layer - 1}"
                     )
         return self
 

@@ -29,8 +29,9 @@ def lm_eval_block(scores: TaskScores) -> dict:
 
 def git_hash() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, timeout=5)  # fmt: skip
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent, timeout=5
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -44,15 +45,14 @@ def results_json(
 ) -> dict:
     """lm-eval's results layout for the plan, plus the full model's and the normalized scores."""
     normalized: dict[str, dict[str, float | None]] = {}
-    for prep, plan_s, full_s in zip(prepared, plan_scores, full_scores):
+    for prep, plan_s, full_s in zip(prepared, plan_scores, full_scores, strict=True):
         baseline = prep.baseline
         normalized[prep.task.name] = {
             f"{metric_key(m.name)[0]},{metric_key(m.name)[1]}": (
-                metrics.normalized(plan_s.scores[m.name][0], baseline, full_s.scores[m.name][0])
-                if m.higher_is_better else None
+                metrics.normalized(plan_s.scores[m.name][0], baseline, full_s.scores[m.name][0]) if m.higher_is_better else None
             )
             for m in prep.task.metrics
-        }  # fmt: skip
+        }
     return {
         "results": {s.task.name: lm_eval_block(s) for s in plan_scores},
         "full_model_results": {s.task.name: lm_eval_block(s) for s in full_scores},
@@ -60,9 +60,7 @@ def results_json(
         "baselines": {p.task.name: p.baseline for p in prepared},
         "versions": {p.task.name: p.task.version for p in prepared},
         "n-shot": {p.task.name: config["num_fewshot"].get(p.task.name, 0) for p in prepared},
-        "higher_is_better": {
-            p.task.name: {metric_key(m.name)[0]: m.higher_is_better for m in p.task.metrics} for p in prepared
-        },
+        "higher_is_better": {p.task.name: {metric_key(m.name)[0]: m.higher_is_better for m in p.task.metrics} for p in prepared},
         "n-samples": {p.task.name: {"original": len(p.docs), "effective": len(p.indices)} for p in prepared},
         "config": config,
         "git_hash": git_hash(),
@@ -83,16 +81,18 @@ def sample_records(prepared: PreparedTask, scores: TaskScores) -> list[dict]:
             resps: object = [result["generated"]]
         else:
             arguments = [[r.context, r.continuation] for r in request]  # type: ignore[union-attr]
-            resps = [[ll, greedy] for ll, greedy in zip(result["loglikelihoods"], result["is_greedy"])]
-        records.append({
-            "task": task.name,
-            "doc_id": i,
-            "target": result.get("target"),
-            "arguments": arguments,
-            "resps": resps,
-            "prediction": result.get("prediction"),
-            **{m.name: result[m.name] for m in task.metrics},
-        })  # fmt: skip
+            resps = [[ll, greedy] for ll, greedy in zip(result["loglikelihoods"], result["is_greedy"], strict=True)]
+        records.append(
+            {
+                "task": task.name,
+                "doc_id": i,
+                "target": result.get("target"),
+                "arguments": arguments,
+                "resps": resps,
+                "prediction": result.get("prediction"),
+                **{m.name: result[m.name] for m in task.metrics},
+            }
+        )
     return records
 
 

@@ -17,130 +17,26 @@ import ctypes
 import dataclasses
 import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from painters_gguf import abi
-from painters_gguf.errors import PaintersError, PlanError, RuntimeMissingError
+from painters_gguf.bindings import LOG, C, call_plan_status, lib, plan_architectures
+from painters_gguf.errors import PaintersError, PlanError
 from painters_gguf.fetch import file_sha256
+from painters_gguf.memory import human_bytes, memory_limit
 from painters_gguf.plan import Plan
 
-BUILD_COMMAND = "python patches/build_wheel.py"
-
-try:
-    import llama_cpp
-    from llama_cpp import llama_cpp as C
-except (ImportError, OSError) as err:  # OSError: the shared library failed to load
-    raise RuntimeMissingError(
-        f"llama_cpp (the patched llama-cpp-python) is not usable here ({err}): run `{BUILD_COMMAND}`"
-    ) from None
-
-_lib = C._lib
-if not hasattr(_lib, "llama_set_layer_plan"):
-    raise RuntimeMissingError(
-        f"the llama_cpp library at {Path(llama_cpp.__file__).parent} is a stock build without "
-        f"layer plans: run `{BUILD_COMMAND}` to build and install the patched one"
-    )
-
-# our patch's functions (include/llama-layer-plan.h)
-_lib.llama_layer_plan_validate.argtypes = [C.llama_model_p_ctypes, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t]
-_lib.llama_layer_plan_validate.restype = ctypes.c_int32
-_lib.llama_set_layer_plan.argtypes = [C.llama_context_p_ctypes, ctypes.POINTER(ctypes.c_int32), ctypes.c_size_t]
-_lib.llama_set_layer_plan.restype = ctypes.c_int32
-_lib.llama_layer_plan_n_slots.argtypes = [C.llama_context_p_ctypes]
-_lib.llama_layer_plan_n_slots.restype = ctypes.c_int32
-_lib.llama_layer_plan_slot_layer.argtypes = [C.llama_context_p_ctypes, ctypes.c_int32]
-_lib.llama_layer_plan_slot_layer.restype = ctypes.c_int32
-_lib.llama_set_eval_callback.argtypes = [C.llama_context_p_ctypes, C.ggml_backend_sched_eval_callback, ctypes.c_void_p]
-_lib.llama_set_eval_callback.restype = None
-_lib.llama_layer_plan_supported.argtypes = [C.llama_model_p_ctypes]
-_lib.llama_layer_plan_supported.restype = ctypes.c_int32
-_lib.llama_layer_plan_arch.argtypes = [ctypes.c_int32]
-_lib.llama_layer_plan_arch.restype = ctypes.c_char_p
-_lib.llama_layer_plan_layer_swa.argtypes = [C.llama_model_p_ctypes, ctypes.c_int32]
-_lib.llama_layer_plan_layer_swa.restype = ctypes.c_int32
-
-
-def plan_architectures() -> list[str]:
-    """The architectures (general.architecture) whose graphs the library runs under a plan."""
-    names = []
-    while (name := _lib.llama_layer_plan_arch(len(names))) is not None:
-        names.append(name.decode())
-    return names
+__all__ = ["Batch", "Context", "Model", "plan_architectures"]
 
 KV_TYPES = {"f16": C.GGML_TYPE_F16, "f32": C.GGML_TYPE_F32}
 KV_BYTES = {"f16": 2, "f32": 4}
-FLASH_ATTN = {"auto": C.LLAMA_FLASH_ATTN_TYPE_AUTO, "on": C.LLAMA_FLASH_ATTN_TYPE_ENABLED, "off": C.LLAMA_FLASH_ATTN_TYPE_DISABLED}
-
-
-class _Log:
-    """Keeps llama.cpp's log off the terminal; the last error lines explain a failed call."""
-
-    def __init__(self) -> None:
-        self.errors: list[str] = []
-        self.callback = C.llama_log_callback(self._on_log)  # kept alive as long as C may call it
-        C.llama_log_set(self.callback, ctypes.c_void_p(0))
-
-    def _on_log(self, level: int, text: bytes, _user_data: ctypes.c_void_p) -> None:
-        if level == 4:  # GGML_LOG_LEVEL_ERROR
-            self.errors = [*self.errors[-9:], text.decode("utf-8", "replace").strip()]
-
-    def take(self) -> str:
-        """The first error line since the last take, without llama.cpp's function-name prefix."""
-        lines = [line for line in self.errors if line]
-        self.errors = []
-        if not lines:
-            return ""
-        return lines[0].split(": error loading model: ", 1)[-1]
-
-
-_LOG = _Log()
-C.llama_backend_init()
-
-
-def call_plan_status(status: int, plan: Plan | None) -> None:
-    """Turn a C return code into an exception naming the plan."""
-    if status == abi.PlanStatus.OK:
-        return
-    try:
-        message = abi.STATUS_MESSAGES[abi.PlanStatus(status)]
-    except ValueError:
-        message = f"unknown status {status}"
-    what = f"plan {plan.text!r}" if plan is not None else "the default plan"
-    detail = _LOG.take()
-    raise PlanError(f"{what}: {message}" + (f" ({detail})" if detail else ""))
-
-
-def human_bytes(n: float) -> str:
-    if n < 1024:
-        return f"{int(n)} B"
-    for unit in ("KiB", "MiB"):
-        n /= 1024
-        if n < 1024:
-            return f"{n:.1f} {unit}"
-    return f"{n / 1024:.1f} GiB"
-
-
-def memory_limit() -> int | None:
-    """Bytes a new KV cache may take: $PAINTERS_GGUF_MEMORY_LIMIT (e.g. 8G, 512M), else the
-    memory the kernel reports available; None where neither is known."""
-    text = os.environ.get("PAINTERS_GGUF_MEMORY_LIMIT")
-    if text:
-        units = {"K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
-        try:
-            return int(float(text[:-1]) * units[text[-1].upper()]) if text[-1].upper() in units else int(text)
-        except ValueError:
-            raise PaintersError(f"PAINTERS_GGUF_MEMORY_LIMIT={text!r}: write bytes or a size like 8G") from None
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
+FLASH_ATTN = {
+    "auto": C.LLAMA_FLASH_ATTN_TYPE_AUTO,
+    "on": C.LLAMA_FLASH_ATTN_TYPE_ENABLED,
+    "off": C.LLAMA_FLASH_ATTN_TYPE_DISABLED,
+}
 
 
 @functools.lru_cache(maxsize=16)
@@ -161,10 +57,10 @@ class Model:
         params = C.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.vocab_only = vocab_only
-        _LOG.take()
+        LOG.take()
         self._model = C.llama_model_load_from_file(os.fsencode(self.path), params)
         if not self._model:
-            detail = _LOG.take() or "llama.cpp could not load it"
+            detail = LOG.take() or "llama.cpp could not load it"
             raise PaintersError(f"{self.path}: {detail}")
         self._vocab = C.llama_model_get_vocab(self._model)
         self.arch: str = self.meta("general.architecture") or "unknown"
@@ -201,13 +97,13 @@ class Model:
     @property
     def runs_plans(self) -> bool:
         """Whether the library runs this model's architecture under layer plans."""
-        return bool(_lib.llama_layer_plan_supported(self._model))
+        return bool(lib.llama_layer_plan_supported(self._model))
 
     def swa_layers(self) -> list[int]:
         """The layers that attend through a sliding window (their KV slots live in the SWA cache)."""
         if self.vocab_only:
             raise PaintersError(f"{self.path.name}: loaded with vocab_only, which reads no layer hyperparameters")
-        return [layer for layer in range(self.n_layer) if _lib.llama_layer_plan_layer_swa(self._model, layer) == 1]
+        return [layer for layer in range(self.n_layer) if lib.llama_layer_plan_layer_swa(self._model, layer) == 1]
 
     @property
     def sha256(self) -> str:
@@ -265,8 +161,9 @@ class Model:
         kv_type: str = "f16",
         flash_attn: str = "auto",
     ) -> Context:
-        return Context(self, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, kv_type=kv_type,
-                       flash_attn=flash_attn)  # fmt: skip
+        return Context(
+            self, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, kv_type=kv_type, flash_attn=flash_attn
+        )
 
     def validate_plan(self, plan: Plan) -> None:
         """Check a plan in Python and in C without a context."""
@@ -275,7 +172,7 @@ class Model:
             supported = ", ".join(plan_architectures())
             raise PlanError(f"{self.path.name}: architecture {self.arch!r} does not run layer plans (supported: {supported})")
         flat = plan.encode()
-        call_plan_status(_lib.llama_layer_plan_validate(self._model, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
+        call_plan_status(lib.llama_layer_plan_validate(self._model, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
 
     def close(self) -> None:
         if self._model:
@@ -330,10 +227,10 @@ class Context:
         params.type_k = params.type_v = KV_TYPES[kv_type]
         params.kv_unified = True  # sequences share one cache: a shared prefix is copied by reference
         params.no_perf = True
-        _LOG.take()
+        LOG.take()
         self._ctx = C.llama_init_from_model(model._model, params)
         if not self._ctx:
-            raise PaintersError(f"could not create a context for {model.path.name}: {_LOG.take() or 'out of memory?'}")
+            raise PaintersError(f"could not create a context for {model.path.name}: {LOG.take() or 'out of memory?'}")
         self.n_ctx: int = C.llama_n_ctx(self._ctx)
         self.kv_type = kv_type
         self.n_batch = n_batch
@@ -347,11 +244,11 @@ class Context:
     def set_plan(self, plan: Plan | None) -> None:
         """Run the model under `plan` (None: its own layer order). Clears the KV cache."""
         if plan is None:
-            call_plan_status(_lib.llama_set_layer_plan(self._ctx, None, 0), None)
+            call_plan_status(lib.llama_set_layer_plan(self._ctx, None, 0), None)
         else:
             self.check_plan(plan)
             flat = plan.encode()
-            call_plan_status(_lib.llama_set_layer_plan(self._ctx, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
+            call_plan_status(lib.llama_set_layer_plan(self._ctx, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
         self.plan = plan
 
     def check_plan(self, plan: Plan) -> None:
@@ -371,14 +268,14 @@ class Context:
     @property
     def n_slots(self) -> int:
         """Block executions per token (KV slots) under the current plan."""
-        return _lib.llama_layer_plan_n_slots(self._ctx)
+        return lib.llama_layer_plan_n_slots(self._ctx)
 
     def slot_layers(self) -> list[int]:
-        return [_lib.llama_layer_plan_slot_layer(self._ctx, slot) for slot in range(self.n_slots)]
+        return [lib.llama_layer_plan_slot_layer(self._ctx, slot) for slot in range(self.n_slots)]
 
-    def set_eval_callback(self, callback: C.ggml_backend_sched_eval_callback | None) -> None:
+    def set_eval_callback(self, callback: Callable[..., bool] | None) -> None:
         """Observe graph tensors as they are computed; keep `callback` alive while it is set."""
-        _lib.llama_set_eval_callback(self._ctx, callback or C.ggml_backend_sched_eval_callback(), None)
+        lib.llama_set_eval_callback(self._ctx, callback or C.ggml_backend_sched_eval_callback(), None)
 
     # KV cache
 
@@ -421,7 +318,7 @@ class Context:
                 b.seq_id[i][j] = seq_id
         status = C.llama_decode(self._ctx, b)
         if status != 0:
-            detail = _LOG.take()
+            detail = LOG.take()
             raise PaintersError(f"llama_decode failed with status {status}" + (f": {detail}" if detail else ""))
         n_out = sum(bool(o) for o in batch.outputs)
         if n_out == 0:

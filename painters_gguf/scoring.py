@@ -24,7 +24,7 @@ from painters_gguf.runtime import Batch, Context, Model
 
 @dataclasses.dataclass
 class _Sequence:
-    """One request as tokens: `tokens` are the model input, the last `n_scored` are scored."""
+    """One request as tokens: the model reads `tokens`; its last len(targets) positions predict `targets`."""
 
     tokens: list[int]  # input tokens (ctx + cont, truncated, without the final token)
     targets: list[int]  # the continuation tokens the last positions predict
@@ -125,8 +125,7 @@ class Scorer:
         units = []
         for g, group in enumerate(groups):
             sequences = [self._sequence(request, (g, r)) for r, request in enumerate(group)]
-            shared = min(common_prefix_len([s.tokens for s in sequences]),
-                         min(len(s.tokens) - len(s.targets) for s in sequences))  # fmt: skip
+            shared = min(common_prefix_len([s.tokens for s in sequences]), min(len(s.tokens) - len(s.targets) for s in sequences))
             unit = _Unit(prefix=sequences[0].tokens[:shared], sequences=sequences)
             if unit.n_tokens > self.kv_cells:  # too big to share: one unit per request
                 units += [_Unit(prefix=[], sequences=[s]) for s in sequences]
@@ -188,7 +187,7 @@ class Scorer:
             positions += range(len(unit.prefix))
             seq_ids += [ids] * len(unit.prefix)
             outputs += [False] * len(unit.prefix)
-            for seq_id, seq in zip(ids, unit.sequences):
+            for seq_id, seq in zip(ids, unit.sequences, strict=True):
                 suffix = seq.tokens[len(unit.prefix) :]
                 first_scored = len(seq.tokens) - len(seq.targets)
                 scored.append((seq, sum(outputs)))

@@ -122,16 +122,7 @@ class Store:
                 "INSERT OR IGNORE INTO docs (run_id, doc_index, result, created_utc) VALUES (?, ?, ?, ?)",
                 [(run_id, index, json.dumps(result), now) for index, result in results],
             )
-            self.db.execute(
-                "UPDATE runs SET updated_utc = ?, seconds = seconds + ? WHERE id = ?", (now, seconds, run_id)
-            )
-
-    def runs(self) -> list[dict]:
-        query = """SELECT r.id, r.model_name, r.model_sha256, r.plan, r.task, r.settings, r.updated_utc, r.seconds,
-                          COUNT(d.doc_index) FROM runs r LEFT JOIN docs d ON d.run_id = r.id
-                   GROUP BY r.id ORDER BY r.id"""
-        names = ("id", "model", "model_sha256", "plan", "task", "settings", "updated_utc", "seconds", "docs")
-        return [dict(zip(names, row)) for row in self.db.execute(query)]
+            self.db.execute("UPDATE runs SET updated_utc = ?, seconds = seconds + ? WHERE id = ?", (now, seconds, run_id))
 
     def close(self) -> None:
         self.db.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -50,18 +50,16 @@ def parse_variants(spec: str) -> list[Variant]:
 
 
 def grid(variant: Variant, n_layer: int, *, seeds: int = 10, iters: Sequence[int] = (3,)) -> list[Point]:
-    if variant == Variant.SKIP_ONE:
-        return [Point(variant, n, None, None, variants.skip_one(n_layer, n)) for n in range(n_layer)]
-    if variant == Variant.SWAP:
-        return [Point(variant, n, None, None, variants.swap(n_layer, n)) for n in range(n_layer - 1)]
+    """The variant's points: every value of its axis, over seeds or iteration counts where it takes them."""
+    spec = variants.VARIANTS[variant]
     points = []
-    for n in range((n_layer - 2) // 2 + 1):
-        if variant == Variant.RANDOM:
-            points += [Point(variant, n, s, None, variants.random_order(n_layer, n, s)) for s in range(seeds)]
-        elif variant == Variant.LOOPED_PARALLEL:
-            points += [Point(variant, n, None, k, variants.looped_parallel(n_layer, n, k)) for k in iters]
+    for n in spec.n_values(n_layer):
+        if spec.seeded:
+            points += [Point(variant, n, s, None, spec.build(n_layer, n, s, 0)) for s in range(seeds)]
+        elif spec.looped:
+            points += [Point(variant, n, None, k, spec.build(n_layer, n, 0, k)) for k in iters]
         else:
-            points.append(Point(variant, n, None, None, variants.make(variant, n_layer, n)))
+            points.append(Point(variant, n, None, None, spec.build(n_layer, n, 0, 0)))
     return points
 
 
@@ -95,7 +93,7 @@ class Cell:
 
 def run(
     evaluator: Evaluator,
-    grids: dict[Variant, Sequence[Point]],
+    grids: Mapping[Variant, Sequence[Point]],
     prepared: Sequence[PreparedTask],
     *,
     compute: bool,
@@ -103,8 +101,12 @@ def run(
 ) -> tuple[dict[Variant, list[Cell]], dict[str, TaskScores | None]]:
     """Score every point on every task (compute=False: only read what the store has); returns the
     cells per variant and the full model's scores per task, the reference of every normalized score."""
-    full = {prep.task.name: evaluator.run(evaluator.full_plan, prep, progress) if compute else evaluator.stored(evaluator.full_plan, prep)
-            for prep in prepared}  # fmt: skip
+    full = {
+        prep.task.name: evaluator.run(evaluator.full_plan, prep, progress)
+        if compute
+        else evaluator.stored(evaluator.full_plan, prep)
+        for prep in prepared
+    }
     cells: dict[Variant, list[Cell]] = {}
     for variant, points in grids.items():
         cells[variant] = []
@@ -135,8 +137,10 @@ def near_chance(prep: PreparedTask, full: TaskScores | None) -> str | None:
     value, stderr = full.scores[prep.task.primary_metric]
     if stderr is None or value - prep.baseline > 2 * stderr:
         return None
-    return (f"{prep.task.name}: the full model's {prep.task.primary_metric} {value:.4f} ± {stderr:.4f} is within two "
-            f"standard errors of the baseline {prep.baseline:.4f}: its normalized scores are noise")
+    return (
+        f"{prep.task.name}: the full model's {prep.task.primary_metric} {value:.4f} ± {stderr:.4f} is within two "
+        f"standard errors of the baseline {prep.baseline:.4f}: its normalized scores are noise"
+    )
 
 
 def summarize(cells: Sequence[Cell]) -> dict[Variant, tuple[float | None, float | None]]:

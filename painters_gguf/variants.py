@@ -6,8 +6,10 @@ usual and the middle is N+1..T-N-1 (M = T-2N-1 layers).
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import random
+from collections.abc import Callable
 
 from painters_gguf.errors import PlanError
 from painters_gguf.plan import Plan, Step
@@ -23,17 +25,6 @@ class Variant(str, enum.Enum):
     LOOPED_PARALLEL = "looped-parallel"  # the parallel step repeated K times
     SKIP_ONE = "skip-one"  # Fig. 2: drop layer n
     SWAP = "swap"  # Fig. 2: swap layers n and n+1
-
-
-# the variants of Figs. 4-10 that take the middle-band width N
-MIDDLE_VARIANTS = (
-    Variant.SKIP,
-    Variant.MIDDLE_REPEAT,
-    Variant.REVERSE,
-    Variant.RANDOM,
-    Variant.PARALLEL,
-    Variant.LOOPED_PARALLEL,
-)
 
 
 def middle(n_layer: int, n: int) -> list[int]:
@@ -103,6 +94,100 @@ def swap(n_layer: int, layer: int) -> Plan:
     return Plan.sequential(order)
 
 
+class Axis(enum.Enum):
+    """What a variant's sweep runs over."""
+
+    NONE = "none"  # one plan (the full model)
+    MIDDLE = "middle"  # the paper's N, 0..T//2-1 (Figs. 4-10)
+    LAYER = "layer"  # a single layer n (Fig. 2)
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantSpec:
+    """Everything the CLI, the sweeps, the tables and the figures know about a variant."""
+
+    variant: Variant
+    help: str  # one line for the CLI's help
+    title: str  # a figure's title
+    axis: Axis
+    build: Callable[[int, int, int, int], Plan]  # (T, n, seed, iters) -> plan
+    seeded: bool = False  # a sweep averages it over seeds
+    looped: bool = False  # a sweep runs it over iteration counts
+
+    def n_values(self, n_layer: int) -> range:
+        """The sweep axis for a T-layer model."""
+        if self.axis == Axis.MIDDLE:
+            return range((n_layer - 2) // 2 + 1)
+        if self.axis == Axis.LAYER:
+            return range(n_layer - 1 if self.variant == Variant.SWAP else n_layer)
+        return range(1)
+
+
+def _spec(
+    variant: Variant, axis: Axis, help: str, title: str, build: Callable[[int, int, int, int], Plan], **kw: bool
+) -> VariantSpec:
+    return VariantSpec(variant, help, title, axis, build, **kw)
+
+
+# every variant, once: the CLI's help, the sweep grids, the tables and the figures read this
+VARIANTS: dict[Variant, VariantSpec] = {
+    spec.variant: spec
+    for spec in (
+        _spec(Variant.FULL, Axis.NONE, "the model's own order", "The full model", lambda t, n, s, k: full(t)),
+        _spec(Variant.SKIP, Axis.MIDDLE, "drop the middle", "Skipping the middle layers", lambda t, n, s, k: skip(t, n)),
+        _spec(
+            Variant.MIDDLE_REPEAT,
+            Axis.MIDDLE,
+            "layer T//2, M times, in the middle's place",
+            "Repeating layer T/2 in the middle",
+            lambda t, n, s, k: middle_repeat(t, n),
+        ),
+        _spec(
+            Variant.REVERSE,
+            Axis.MIDDLE,
+            "the middle in descending order",
+            "Reversing the middle layers",
+            lambda t, n, s, k: reverse(t, n),
+        ),
+        _spec(
+            Variant.RANDOM,
+            Axis.MIDDLE,
+            "the middle shuffled by --seed",
+            "Shuffling the middle layers",
+            lambda t, n, s, k: random_order(t, n, s),
+            seeded=True,
+        ),
+        _spec(
+            Variant.PARALLEL,
+            Axis.MIDDLE,
+            "the middle as one parallel step (outputs averaged)",
+            "Running the middle layers in parallel",
+            lambda t, n, s, k: parallel(t, n),
+        ),
+        _spec(
+            Variant.LOOPED_PARALLEL,
+            Axis.MIDDLE,
+            "that parallel step repeated --iters times",
+            "Looped parallel middle layers",
+            lambda t, n, s, k: looped_parallel(t, n, k),
+            looped=True,
+        ),
+        _spec(Variant.SKIP_ONE, Axis.LAYER, "Fig. 2: drop layer n", "Skipping one layer", lambda t, n, s, k: skip_one(t, n)),
+        _spec(
+            Variant.SWAP, Axis.LAYER, "Fig. 2: swap layers n and n+1", "Swapping layers n and n+1", lambda t, n, s, k: swap(t, n)
+        ),
+    )
+}
+
+# the variants of Figs. 4-10 that take the middle-band width N
+MIDDLE_VARIANTS = tuple(v for v, spec in VARIANTS.items() if spec.axis == Axis.MIDDLE)
+
+
+def names_help(*, with_full: bool = True) -> str:
+    """The variants for a CLI help line: `skip` (drop the middle), ..."""
+    return "; ".join(f"{v.value} ({spec.help})" for v, spec in VARIANTS.items() if with_full or v != Variant.FULL)
+
+
 def make(variant: Variant | str, n_layer: int, n: int = 0, *, seed: int = 0, iters: int = 3) -> Plan:
     """Build a variant's plan; `n` is N for the middle variants and the layer for skip-one/swap."""
     try:
@@ -110,18 +195,7 @@ def make(variant: Variant | str, n_layer: int, n: int = 0, *, seed: int = 0, ite
     except ValueError:
         names = ", ".join(v.value for v in Variant)
         raise PlanError(f"unknown plan variant {variant!r}: use one of {names}, or a plan text") from None
-    builders = {
-        Variant.FULL: lambda: full(n_layer),
-        Variant.SKIP: lambda: skip(n_layer, n),
-        Variant.MIDDLE_REPEAT: lambda: middle_repeat(n_layer, n),
-        Variant.REVERSE: lambda: reverse(n_layer, n),
-        Variant.RANDOM: lambda: random_order(n_layer, n, seed),
-        Variant.PARALLEL: lambda: parallel(n_layer, n),
-        Variant.LOOPED_PARALLEL: lambda: looped_parallel(n_layer, n, iters),
-        Variant.SKIP_ONE: lambda: skip_one(n_layer, n),
-        Variant.SWAP: lambda: swap(n_layer, n),
-    }
-    return builders[variant]()
+    return VARIANTS[variant].build(n_layer, n, seed, iters)
 
 
 def resolve(spec: str, n_layer: int, n: int = 0, *, seed: int = 0, iters: int = 3) -> Plan:

@@ -66,7 +66,7 @@ def flags_key(args: list[str]) -> str:
 
 def run(cmd: list[str], **kwargs: object) -> None:
     print("+", " ".join(shlex.quote(str(c)) for c in cmd), flush=True)
-    subprocess.run(cmd, check=True, **kwargs)  # type: ignore[call-overload]
+    subprocess.run(cmd, check=True, **kwargs)
 
 
 def fail(message: str) -> None:
@@ -79,8 +79,9 @@ def fetch_sdist(root: Path) -> Path:
     sdist = root / "sdist" / f"llama_cpp_python-{VERSION}.tar.gz"
     if not sdist.exists():
         with tempfile.TemporaryDirectory() as tmp:
-            run([sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-                 "-d", tmp, f"{PACKAGE}=={VERSION}"])
+            run(
+                [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", tmp, f"{PACKAGE}=={VERSION}"]
+            )
             found = list(Path(tmp).glob("*.tar.gz"))
             if len(found) != 1:
                 fail(f"expected one sdist from pip download, found {[f.name for f in found]}")
@@ -149,8 +150,21 @@ def build(root: Path, stock: bool, cached_only: bool) -> Path:
     tree.prepare(fetch_sdist(root), patch)
     env = dict(os.environ, CMAKE_ARGS=" ".join(args))
     with tempfile.TemporaryDirectory() as tmp:
-        run([sys.executable, "-m", "pip", "wheel", str(tree.src), "--no-deps", "-w", tmp,
-             "-C", f"build-dir={tree.dir / 'cmake'}"], env=env)
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                str(tree.src),
+                "--no-deps",
+                "-w",
+                tmp,
+                "-C",
+                f"build-dir={tree.dir / 'cmake'}",
+            ],
+            env=env,
+        )
         built = list(Path(tmp).glob("*.whl"))
         out.mkdir(parents=True, exist_ok=True)
         wheel = out / built[0].name

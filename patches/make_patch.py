@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_wheel import PATCH, VERSION, cache_root, fail, fetch_sdist  # noqa: E402
+from build_wheel import PATCH, VERSION, cache_root, fail, fetch_sdist
 
 VENDOR = "vendor/llama.cpp"
 # never part of the patch: version control, editor and build leftovers
@@ -58,7 +58,9 @@ def init_tree(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with tarfile.open(fetch_sdist(cache_root())) as tar:
         tar.extractall(folder, filter="data")
-    result = subprocess.run(["patch", "-p1", "--batch", "--forward", "--silent"], cwd=tree, input=PATCH.read_bytes(), capture_output=True)
+    result = subprocess.run(
+        ["patch", "-p1", "--batch", "--forward", "--silent"], cwd=tree, input=PATCH.read_bytes(), capture_output=True
+    )
     if result.returncode != 0:
         fail(f"the patch did not apply in {tree}: {(result.stdout + result.stderr).decode(errors='replace').strip()}")
     print(f"make_patch: {tree} holds the sdist with {PATCH.name} applied; edit {tree / VENDOR}, then run")
@@ -67,7 +69,9 @@ def init_tree(folder: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("tree", type=Path, help=f"the edited llama_cpp_python-{VERSION} source tree (with --init: a folder for it)")
+    parser.add_argument(
+        "tree", type=Path, help=f"the edited llama_cpp_python-{VERSION} source tree (with --init: a folder for it)"
+    )
     parser.add_argument("--init", action="store_true", help="unpack the sdist into TREE and apply the current patch")
     parser.add_argument("--check", action="store_true", help="exit 1 if the patch file differs from the tree's diff")
     options = parser.parse_args()

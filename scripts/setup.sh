@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
     "${PYTHON:-python3}" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
 # stock first: the patched build then reuses its source tree and rebuilds only libllama
 .venv/bin/python patches/build_wheel.py --stock --lib-dir
 .venv/bin/python patches/build_wheel.py

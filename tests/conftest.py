@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from tiny_llama import TinyConfig, TinyWeights, Vocab, random_weights, write_gguf
 
 REPO = Path(__file__).resolve().parent.parent

@@ -92,14 +92,19 @@ def scenario_model_files(good: Path, other_arch: Path, unknown_arch: Path, data:
     env = environment(data)
     with tempfile.TemporaryDirectory() as tmp:
         for name, (path, message) in bad_model_files(good, Path(tmp)).items():
-            for command in (["plan", "skip", "-m", str(path)], ["eval", "-m", str(path), "--tasks", "winogrande", "--limit", "1"]):
+            for command in (
+                ["plan", "skip", "-m", str(path)],
+                ["eval", "-m", str(path), "--tasks", "winogrande", "--limit", "1"],
+            ):
                 start = time.perf_counter()
                 outcome.check_error(cli(*command, env=env, timeout=120), message)
                 if time.perf_counter() - start > 30:
                     outcome.notes.append(f"{name}: took {time.perf_counter() - start:.0f} s")
     outcome.check_error(cli("plan", "skip", "-m", str(unknown_arch), env=env), "unknown model architecture")
-    outcome.check_error(cli("eval", "-m", str(other_arch), "--plan", "skip", "--tasks", "winogrande", "--limit", "1", env=env),
-                        "does not run layer plans")  # fmt: skip
+    outcome.check_error(
+        cli("eval", "-m", str(other_arch), "--plan", "skip", "--tasks", "winogrande", "--limit", "1", env=env),
+        "does not run layer plans",
+    )
     return outcome
 
 
@@ -115,8 +120,10 @@ def scenario_data_files(model: Path, data: Path) -> Outcome:
         split = root / "winogrande" / "validation.jsonl"
         env = environment(root)
         args = ["eval", "-m", str(model), "--tasks", "winogrande", "--limit", "5", "--threads", "2"]
-        outcome.check_error(cli("--db", str(root / "a.db"), *args, "--data-dir", str(root / "nowhere"), env=env),
-                            "allenai/winogrande (winogrande_xl) split 'validation': no ")  # fmt: skip
+        outcome.check_error(
+            cli("--db", str(root / "a.db"), *args, "--data-dir", str(root / "nowhere"), env=env),
+            "allenai/winogrande (winogrande_xl) split 'validation': no ",
+        )
         split.write_text("\n".join([winogrande[0], winogrande[1][:40], winogrande[2]]) + "\n")
         outcome.check_error(cli("--db", str(root / "a.db"), *args, env=env), "validation.jsonl:2: not valid JSON")
         split.write_text(winogrande[0] + "\n" + json.dumps({"sentence": "A _ B", "option1": "x"}) + "\n")
@@ -137,14 +144,21 @@ def scenario_data_files(model: Path, data: Path) -> Outcome:
 def scenario_plans(model: Path, data: Path) -> Outcome:
     outcome = Outcome("plans and memory")
     env = environment(data)
-    for text, message in [("0-3,{4-x", "at column 8"), ("{}", "expected a layer id"), ("0-99", "names layer 4"),
-                          ("paralel", "unknown plan variant"), ("0x0", "at least 1")]:  # fmt: skip
+    for text, message in [
+        ("0-3,{4-x", "at column 8"),
+        ("{}", "expected a layer id"),
+        ("0-99", "names layer 4"),
+        ("paralel", "unknown plan variant"),
+        ("0x0", "at least 1"),
+    ]:
         outcome.check_error(cli("plan", text, "-m", str(model), env=env), message)
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "r.db")
         limited = environment(data, PAINTERS_GGUF_MEMORY_LIMIT="64K")
         for command in (["eval", "--plan", "looped-parallel"], ["sweep", "--variant", "looped-parallel"]):
-            result = cli("--db", db, command[0], "-m", str(model), *command[1:], "--tasks", "winogrande", "--limit", "1", env=limited)
+            result = cli(
+                "--db", db, command[0], "-m", str(model), *command[1:], "--tasks", "winogrande", "--limit", "1", env=limited
+            )
             outcome.check_error(result, "(10 slots x 2048 cells), more than the 64.0 KiB of memory available")
         with sqlite3.connect(db) as con:  # refused before any work started
             outcome.lost += con.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
@@ -163,26 +177,69 @@ def store_docs(db: Path) -> dict[tuple, str]:
     return {(plan, task, index): result for plan, task, index, result in rows}
 
 
-def interrupted(args: list[str], env: dict[str, str], db: Path, moments: list[float], sig: list[signal.Signals]) -> Outcome:
-    """Run, interrupt at the given moments, rerun to the end; compare with an uninterrupted run."""
-    outcome = Outcome(f"{args[0]} interrupted {len(moments)}x ({', '.join(s.name for s in sig)})")
+def stored_documents(db: Path) -> int:
+    """Documents in the store now (0 before it exists), read while another process writes."""
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30) as con:
+            return con.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+    except sqlite3.OperationalError:  # not created yet, or no tables yet
+        return 0
+
+
+class NotInterrupted(Exception):
+    """The run ended (or hung) before it could be interrupted midway."""
+
+
+def interrupt_midway(
+    command: list[str], env: dict[str, str], db: Path, at: int, total: int, signum: signal.Signals, timeout: float = 300
+) -> tuple[int, int, str]:
+    """Start the command, wait until the store holds at least `at` of its `total` documents while
+    the process still runs, send `signum`, and wait for it to end. Returns (documents stored when
+    the signal went, exit code, stderr); raises NotInterrupted if the run finished first."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    while (stored := stored_documents(db)) < at:
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            _, stderr = process.communicate()
+            ended = f"exit {process.returncode}, {stored} documents stored"
+            raise NotInterrupted(f"the run ended ({ended}) before {at} documents: {stderr[-300:]}")
+        time.sleep(0.02)  # polling the store, not a guess at timing
+    if stored >= total or process.poll() is not None:
+        process.kill()
+        raise NotInterrupted(f"the run had finished ({stored} of {total} documents) before the signal")
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=timeout)
+    return stored, process.returncode, stderr
+
+
+def interrupted(args: list[str], env: dict[str, str], db: Path, fractions: list[float], sig: list[signal.Signals]) -> Outcome:
+    """Run to the end once; then run again, interrupting it at the given fractions of the documents
+    done, and rerun to the end; the resumed store must equal the uninterrupted one."""
+    outcome = Outcome(f"{args[0]} interrupted {len(fractions)}x ({', '.join(s.name for s in sig)})")
     whole = db.with_name("whole-" + db.name)
     first = cli("--db", str(whole), *args, env=env)
     if first.returncode != 0:
         outcome.notes.append(first.stderr[-300:])
         outcome.crashes += 1
         return outcome
-    for moment, signum in zip(moments, sig):
+    total = stored_documents(whole)
+    for fraction, signum in zip(sorted(fractions), sig, strict=True):
         outcome.tried += 1
-        process = subprocess.Popen([CLI, "--db", str(db), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        time.sleep(moment)
-        process.send_signal(signum)
-        _, stderr = process.communicate(timeout=120)
-        if process.returncode in (0, 130, -signal.SIGKILL) and "Traceback" not in stderr:
+        at = min(max(int(fraction * total), stored_documents(db) + 1), total - 1)
+        try:
+            stored, code, stderr = interrupt_midway([CLI, "--db", str(db), *args], env, db, at, total, signum)
+        except NotInterrupted as err:
+            outcome.crashes += 1
+            outcome.notes.append(f"{signum.name} at {at}/{total} documents: {err}")
+            continue
+        cut_short = stored_documents(db) < total
+        if code in (130, -signal.SIGKILL) and cut_short and "Traceback" not in stderr:
             outcome.expected += 1
         else:
             outcome.crashes += 1
-            outcome.notes.append(f"{signum.name} at {moment:.1f}s: exit {process.returncode}: {stderr[-300:]}")
+            what = f"{signum.name} at {stored}/{total} documents: exit {code}, cut short: {cut_short}"
+            outcome.notes.append(f"{what}: {stderr[-300:]}")
     outcome.tried += 1
     final = cli("--db", str(db), *args, env=env)
     expected, actual = store_docs(whole), store_docs(db)
@@ -205,9 +262,9 @@ def scenario_interruptions(model: Path, data: Path, seed: int = 0) -> list[Outco
         eval_args = ["eval", *common, "--plan", "looped-parallel", "--n", "1"]
         sweep_args = ["sweep", *common, "--variant", "skip,parallel"]
         for args, name in ((eval_args, "eval"), (sweep_args, "sweep")):
-            moments = [rnd.uniform(1.0, 4.0) for _ in range(4)]
+            fractions = [rnd.uniform(0.05, 0.95) for _ in range(4)]
             signals_ = [signal.SIGINT, signal.SIGKILL, signal.SIGINT, signal.SIGKILL]
-            outcomes.append(interrupted(args, env, Path(tmp) / f"{name}.db", moments, signals_))
+            outcomes.append(interrupted(args, env, Path(tmp) / f"{name}.db", fractions, signals_))
     return outcomes
 
 
@@ -218,8 +275,10 @@ def scenario_concurrency(model: Path, data: Path) -> Outcome:
         db = Path(tmp) / "shared.db"
         args = ["--db", str(db), "eval", "-m", str(model), "--tasks", "arc_easy,winogrande", "--limit", "20", "--threads", "1"]
         plans = (["--plan", "skip", "--n", "1"], ["--plan", "reverse", "--n", "0"])
-        processes = [subprocess.Popen([CLI, *args, *plan], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                     for plan in plans]  # fmt: skip
+        processes = [
+            subprocess.Popen([CLI, *args, *plan], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for plan in plans
+        ]
         for process in processes:
             outcome.tried += 1
             _, stderr = process.communicate(timeout=600)
@@ -263,19 +322,25 @@ def print_summary(outcomes: list[Outcome]) -> None:
 
 
 def fixtures(folder: Path) -> tuple[Path, Path, Path, Path]:
-    """The real SmolLM2 (must be fetched), and tiny models written here: BPE llama, xverse (llama-shaped, no plans), unknown arch."""
+    """The real SmolLM2 (must be fetched), and tiny models written here: BPE llama, xverse
+    (llama-shaped, no plans), unknown arch."""
     sys.path.insert(0, str(HERE))
     from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
 
     from painters_gguf.fetch import model_path
     from painters_gguf.models import find
 
-    good = model_path(find("smollm2-135m"))  # type: ignore[arg-type]
+    good = model_path(find("smollm2-135m"))
     vocab = Vocab.from_gguf(good)
     weights = random_weights(TinyConfig(n_vocab=len(vocab.tokens), n_layer=4), seed=1)
     tiny = write_gguf(weights, folder / "tiny-bpe.gguf", vocab=vocab)
     small = random_weights(TinyConfig(), seed=0)
-    return good, write_gguf(small, folder / "tiny-xverse.gguf", arch="xverse"), write_gguf(small, folder / "tiny-unknown.gguf", arch="painterz"), tiny
+    return (
+        good,
+        write_gguf(small, folder / "tiny-xverse.gguf", arch="xverse"),
+        write_gguf(small, folder / "tiny-unknown.gguf", arch="painterz"),
+        tiny,
+    )
 
 
 def main() -> int:

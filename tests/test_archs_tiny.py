@@ -11,12 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from painters_gguf import variants
-from painters_gguf.plan import Plan
 from test_runtime_tiny import PLAN_TEXTS, TOKENS
 from tiny_archs import FAMILIES, Gemma2, Gemma3, Shape, TinyModel
 from tiny_llama import relative_error
+
+from painters_gguf import variants
+from painters_gguf.plan import Plan
 
 STOCK_SCRIPT = Path(__file__).with_name("stock_logits.py")
 
@@ -48,7 +48,12 @@ def ctx_f32(family):
 def test_model_facts(family) -> None:
     reference, _, model = family
     shape = reference.shape
-    assert (model.arch, model.n_layer, model.n_embd, model.n_vocab) == (reference.arch, shape.n_layer, shape.n_embd, shape.n_vocab)
+    assert (model.arch, model.n_layer, model.n_embd, model.n_vocab) == (
+        reference.arch,
+        shape.n_layer,
+        shape.n_embd,
+        shape.n_vocab,
+    )
     assert model.runs_plans
 
 
@@ -189,4 +194,3 @@ def test_reference_families_are_distinct() -> None:
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert outputs[a].shape != outputs[b].shape or relative_error(outputs[a], outputs[b]) > 1e-2
-

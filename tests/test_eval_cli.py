@@ -9,10 +9,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from faults import interrupt_midway, stored_documents
 
 CLI = str(Path(sys.executable).with_name("painters-gguf"))
 
@@ -44,8 +44,23 @@ ARGS = ["--tasks", "arc_easy,lambada_openai", "--limit", "30", "--batch-size", "
 
 def test_eval_writes_results_and_samples(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
     out, samples = tmp_path / "results.json", tmp_path / "samples.jsonl"
-    result = run_cli("--db", str(tmp_path / "r.db"), "eval", "-m", str(tiny_path), "--plan", "skip", "--n", "1",
-                     *ARGS, "-o", str(out), "--log-samples", str(samples), data=shared_data)  # fmt: skip
+    result = run_cli(
+        "--db",
+        str(tmp_path / "r.db"),
+        "eval",
+        "-m",
+        str(tiny_path),
+        "--plan",
+        "skip",
+        "--n",
+        "1",
+        *ARGS,
+        "-o",
+        str(out),
+        "--log-samples",
+        str(samples),
+        data=shared_data,
+    )
     assert "normalized" in result.stdout and "arc_easy" in result.stdout
     data = json.loads(out.read_text())
     block = data["results"]["arc_easy"]
@@ -70,7 +85,9 @@ def test_full_model_is_computed_once(tiny_path: Path, shared_data: Path, tmp_pat
     second = run_cli("--db", str(db), "eval", "-m", str(tiny_path), "--plan", "reverse", "--n", "0", *ARGS, data=shared_data)
     assert doc_count(db) == 6 * 30  # only the new plan's documents
     assert "60 documents to score" in second.stderr
-    third = run_cli("--db", str(db), "eval", "-m", str(tiny_path), "--plan", "reverse", *ARGS[:2], "--limit", "20", data=shared_data)
+    third = run_cli(
+        "--db", str(db), "eval", "-m", str(tiny_path), "--plan", "reverse", *ARGS[:2], "--limit", "20", data=shared_data
+    )
     assert "0 documents to score" in third.stderr  # a --limit subset of finished work
 
 
@@ -80,14 +97,10 @@ def test_killed_run_resumes_to_the_same_scores(tiny_path: Path, shared_data: Pat
 
     db = tmp_path / "killed.db"
     env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data))
-    process = subprocess.Popen([CLI, "--db", str(db), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while doc_count(db) < 10 and time.time() < deadline and process.poll() is None:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = doc_count(db)
-    assert 10 <= killed_at < 120, killed_at
+    total = stored_documents(tmp_path / "whole.db")
+    stored, code, _ = interrupt_midway([CLI, "--db", str(db), *args], env, db, 10, total, signal.SIGKILL)
+    assert code == -signal.SIGKILL and 10 <= stored < total
+    assert stored_documents(db) < total  # cut short
 
     run_cli("--db", str(db), *args, "-o", str(tmp_path / "resumed.json"), data=shared_data)
     whole = json.loads((tmp_path / "whole.json").read_text())

@@ -5,15 +5,15 @@ from __future__ import annotations
 import ctypes
 from pathlib import Path
 
+import faults
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from tiny_llama import TinyConfig, TinyWeights, random_weights, write_gguf
 
-import faults
 from painters_gguf import abi
 from painters_gguf.errors import PlanError
 from painters_gguf.plan import Plan, Step
-from tiny_llama import TinyConfig, TinyWeights, random_weights, write_gguf
 
 # --- plans, property-based ---
 
@@ -43,14 +43,18 @@ def test_every_valid_plan_round_trips(plan_steps: tuple[Step, ...]) -> None:
     assert again.text == plan.text and again.n_slots == plan.n_slots
 
 
-@given(st.lists(st.lists(st.integers(-3, 12), min_size=0, max_size=5), min_size=0, max_size=6), st.lists(st.integers(-2, 5), max_size=6))
+@given(
+    st.lists(st.lists(st.integers(-3, 12), min_size=0, max_size=5), min_size=0, max_size=6),
+    st.lists(st.integers(-2, 5), max_size=6),
+)
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_no_plan_value_reaches_c_in_a_rejected_form(tiny_model, layers: list[list[int]], repeats: list[int]) -> None:
     """Built through the Python API, a plan either fails in Python or C accepts it."""
-    from painters_gguf.runtime import _lib
+    from painters_gguf.bindings import lib as _lib
 
     try:
-        plan = Plan(tuple(Step(tuple(ids), repeat) for ids, repeat in zip(layers, repeats + [1] * len(layers)))).check(6)
+        padded = repeats + [1] * len(layers)  # one repeat count per step, 1 where hypothesis drew none
+        plan = Plan(tuple(Step(tuple(ids), repeat) for ids, repeat in zip(layers, padded, strict=False))).check(6)
     except PlanError:
         return
     flat = plan.encode()
@@ -63,7 +67,7 @@ INT32 = st.one_of(st.integers(-(2**31), 2**31 - 1), st.integers(-2, 8))
 @given(st.lists(INT32, max_size=40))
 @settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_c_function_survives_any_array(tiny_model, values: list[int]) -> None:
-    from painters_gguf.runtime import _lib
+    from painters_gguf.bindings import lib as _lib
 
     array = (ctypes.c_int32 * max(len(values), 1))(*values)
     status = _lib.llama_layer_plan_validate(tiny_model._model, array, len(values))
@@ -77,7 +81,9 @@ def test_c_function_survives_any_array(tiny_model, values: list[int]) -> None:
 def other_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("archs")
     weights = random_weights(TinyConfig(), seed=0)
-    return write_gguf(weights, folder / "tiny-xverse.gguf", arch="xverse"), write_gguf(weights, folder / "tiny-x.gguf", arch="painterz")
+    return write_gguf(weights, folder / "tiny-xverse.gguf", arch="xverse"), write_gguf(
+        weights, folder / "tiny-x.gguf", arch="painterz"
+    )
 
 
 def assert_clean(outcome: faults.Outcome) -> None:

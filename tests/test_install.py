@@ -37,3 +37,19 @@ def test_plan_importable_without_the_runtime(stock_lib_dir: Path) -> None:
     code = "from painters_gguf import Plan; print(Plan.parse('0-3,{4-27}x3,28-29').n_slots)"
     result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "78"
+
+
+def test_every_subpackage_is_packaged() -> None:
+    """pyproject's package list names every folder with an __init__.py, where it installs
+    (a wheel built from a shorter list lacks it: `eval` failed without painters_gguf.tasks)."""
+    import tomllib
+
+    repo = Path(__file__).resolve().parent.parent
+    config = tomllib.loads((repo / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {"painters_gguf": repo / "painters_gguf", **{name: repo / path for name, path in config["package-dir"].items()}}
+    found = set()
+    for root_name, root in folders.items():
+        for init in root.rglob("__init__.py"):
+            parts = init.parent.relative_to(root).parts
+            found.add(".".join((root_name, *parts)))
+    assert found == set(config["packages"])

@@ -16,10 +16,14 @@ def steps(plan: Plan) -> list[tuple[int, ...]]:
 def test_parse_the_documented_example() -> None:
     plan = Plan.parse("0-3,{4-27}x3,28-29")
     assert plan.steps == (
-        Step((0,)), Step((1,)), Step((2,)), Step((3,)),
+        Step((0,)),
+        Step((1,)),
+        Step((2,)),
+        Step((3,)),
         Step(tuple(range(4, 28)), 3),
-        Step((28,)), Step((29,)),
-    )  # fmt: skip
+        Step((28,)),
+        Step((29,)),
+    )
     assert plan.text == "0-3,{4-27}x3,28-29"
     assert plan.n_slots == 4 + 24 * 3 + 2
     assert plan.n_steps == 4 + 3 + 2
@@ -76,7 +80,7 @@ def test_bad_text_names_problem_and_place(text: str, message: str) -> None:
 
 def test_bad_text_type() -> None:
     with pytest.raises(PlanError, match="a plan text is a string"):
-        Plan.parse(3)  # type: ignore[arg-type]
+        Plan.parse(3)
 
 
 @pytest.mark.parametrize(
@@ -88,10 +92,10 @@ def test_bad_text_type() -> None:
         (lambda: Plan((Step((True,)),)), "found True"),
         (lambda: Plan((Step((0,), 0),)), "repeat counts are integers >= 1, found 0"),
         (lambda: Plan((Step((0,), abi.MAX_SLOTS + 1),)), "the most is 16384"),
-        (lambda: Plan(((0,),)), "expected a Step, found tuple"),  # type: ignore[arg-type]
+        (lambda: Plan(((0,),)), "expected a Step, found tuple"),
     ],
 )
-def test_bad_values_are_refused_up_front(build, message: str) -> None:  # noqa: ANN001
+def test_bad_values_are_refused_up_front(build, message: str) -> None:
     with pytest.raises(PlanError, match=message):
         build()
 

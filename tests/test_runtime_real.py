@@ -7,20 +7,25 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import catalog_path
-from painters_gguf import variants
-from painters_gguf.plan import Plan
 from test_archs_tiny import stock_logits
 from tiny_archs import Gemma3, Qwen2, TinyModel
+
+from painters_gguf import variants
+from painters_gguf.plan import Plan
 
 PROMPT = "The capital of France is Paris. The capital of Italy is"
 THREADS = 2
 
 # name: (reference family, sha256, layers, sliding-window layers, BOS first)
 CHECKPOINTS = {
-    "gemma3-270m": (Gemma3, "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818", 18,
-                    [il for il in range(18) if il % 6 != 5], True),
+    "gemma3-270m": (
+        Gemma3,
+        "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        18,
+        [il for il in range(18) if il % 6 != 5],
+        True,
+    ),
     "qwen2.5-0.5b": (Qwen2, "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32", 24, [], False),
 }
 

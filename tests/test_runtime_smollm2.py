@@ -39,7 +39,9 @@ def test_tokenize_round_trip(smollm2, tokens: list[int]) -> None:
     assert smollm2.tokenize(" Paris") != smollm2.tokenize("Paris")
 
 
-def test_identity_plan_gives_the_stock_library_logits(smollm2_path: Path, stock_lib_dir: Path, ctx, tokens, tmp_path: Path) -> None:
+def test_identity_plan_gives_the_stock_library_logits(
+    smollm2_path: Path, stock_lib_dir: Path, ctx, tokens, tmp_path: Path
+) -> None:
     (tmp_path / "tokens.json").write_text(json.dumps(tokens))
     out = tmp_path / "stock.npy"
     env = dict(os.environ, LLAMA_CPP_LIB_PATH=str(stock_lib_dir))

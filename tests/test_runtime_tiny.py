@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_llama import Reference, TinyWeights, relative_error, write_gguf
 
 from painters_gguf import abi, variants
 from painters_gguf.errors import PlanError
 from painters_gguf.plan import Plan
-from tiny_llama import Reference, TinyWeights, relative_error, write_gguf
 
 # every plan shape: full, skip, reorder, repeat, parallel, looped parallel, and mixtures
 PLAN_TEXTS = [
@@ -142,7 +142,7 @@ HOSTILE_PLANS = {
 
 @pytest.mark.parametrize("name", HOSTILE_PLANS)
 def test_c_side_rejects_hostile_arrays(ctx_f32, tiny_model, name: str) -> None:
-    from painters_gguf.runtime import _lib
+    from painters_gguf.bindings import lib as _lib
 
     ctx_f32.set_plan(None)
     before = ctx_f32.logits(TOKENS)
@@ -154,7 +154,7 @@ def test_c_side_rejects_hostile_arrays(ctx_f32, tiny_model, name: str) -> None:
 
 
 def test_c_side_rejects_null_arguments(ctx_f32, tiny_model) -> None:
-    from painters_gguf.runtime import _lib
+    from painters_gguf.bindings import lib as _lib
 
     array, n = _c_plan([1, 1, 0])
     assert _lib.llama_set_layer_plan(None, array, n) == abi.PlanStatus.ERR_CONTEXT
@@ -182,14 +182,15 @@ def test_the_library_lists_the_architectures_it_covers(tiny_model) -> None:
 
 
 def test_c_side_accepts_the_largest_plan(tiny_model) -> None:
-    from painters_gguf.runtime import _lib
+    from painters_gguf.bindings import lib as _lib
 
     array, n = _c_plan([abi.MAX_SLOTS, 1, 0])
     assert _lib.llama_layer_plan_validate(tiny_model._model, array, n) == abi.PlanStatus.OK
 
 
 def test_unsupported_architecture_is_an_error(tiny_weights: TinyWeights, tmp_path: Path) -> None:
-    from painters_gguf.runtime import Model, _lib
+    from painters_gguf.bindings import lib as _lib
+    from painters_gguf.runtime import Model
 
     with Model(write_gguf(tiny_weights, tmp_path / "tiny-xverse.gguf", arch="xverse")) as model:
         assert model.arch == "xverse"

@@ -63,8 +63,11 @@ def test_log_softmax_by_hand() -> None:
 def boundary_groups(data: Path) -> list[list[LoglikelihoodRequest]]:
     """Documents of real tasks, plus requests whose continuation merges with the context's end."""
     groups = []
-    for task_name, folder, split in [("hellaswag", "hellaswag", "validation"), ("winogrande", "winogrande", "validation"),
-                                     ("arc_easy", "arc_easy", "test")]:  # fmt: skip
+    for task_name, folder, split in [
+        ("hellaswag", "hellaswag", "validation"),
+        ("winogrande", "winogrande", "validation"),
+        ("arc_easy", "arc_easy", "test"),
+    ]:
         task = TASKS[task_name]
         rows = [json.loads(line) for line in (data / folder / f"{split}.jsonl").open().readlines()[:6]]
         for doc in task.process_docs(rows):
@@ -91,13 +94,13 @@ def test_batched_equals_unbatched(scorer: Scorer, shared_data: Path, plan_text: 
     n_yields = 0
     for done, results in scorer.loglikelihoods(groups):
         n_yields += 1
-        for g, result in zip(done, results):
+        for g, result in zip(done, results, strict=True):
             assert g not in batched
             batched[g] = result
     assert sorted(batched) == list(range(len(groups)))
     assert n_yields > 1  # several decode batches, committed as they finish
     for g, group in enumerate(groups):
-        for request, result in zip(group, batched[g]):
+        for request, result in zip(group, batched[g], strict=True):
             alone = scorer.loglikelihood_unbatched(request)
             assert result.loglikelihood == pytest.approx(alone.loglikelihood, rel=1e-4, abs=1e-3)
             assert result.is_greedy == alone.is_greedy
@@ -109,8 +112,8 @@ def test_units_larger_than_a_batch(tiny_bpe_model, shared_data: Path) -> None:
     groups = boundary_groups(shared_data)[:4]
     assert any(unit.n_tokens > 32 for unit in small.units(groups))
     for done, results in small.loglikelihoods(groups):
-        for g, result in zip(done, results):
-            for request, r in zip(groups[g], result):
+        for g, result in zip(done, results, strict=True):
+            for request, r in zip(groups[g], result, strict=True):
                 assert r.loglikelihood == pytest.approx(small.loglikelihood_unbatched(request).loglikelihood, rel=1e-4, abs=1e-3)
 
 

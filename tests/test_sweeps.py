@@ -9,17 +9,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faults import interrupt_midway, stored_documents
+from tiny_llama import Reference, TinyWeights
 
 from painters_gguf import sweeps, variants
 from painters_gguf.errors import PaintersError, PlanError
 from painters_gguf.plan import Plan
 from painters_gguf.variants import Variant
-from tiny_llama import Reference, TinyWeights
 
 T = 32
 
@@ -85,18 +85,31 @@ def store_contents(db: Path) -> dict[tuple, dict]:
 
 
 def test_killed_sweep_resumes_to_the_same_store(tiny_bpe_model, shared_data: Path, tmp_path: Path) -> None:
-    args = ["sweep", "-m", str(tiny_bpe_model.path), "--variant", "skip,reverse", "--tasks", "arc_easy",
-            "--limit", "12", "--threads", "2", "--batch-size", "64"]  # fmt: skip
+    args = [
+        "sweep",
+        "-m",
+        str(tiny_bpe_model.path),
+        "--variant",
+        "skip,reverse",
+        "--tasks",
+        "arc_easy",
+        "--limit",
+        "12",
+        "--threads",
+        "2",
+        "--batch-size",
+        "64",
+    ]
     env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data), COLUMNS="200")
     whole = tmp_path / "whole.db"
     subprocess.run([CLI, "--db", str(whole), *args], env=env, check=True, capture_output=True, timeout=600)
 
     killed = tmp_path / "killed.db"
-    for delay in (1.5, 3.0):  # killed twice, at different moments
-        process = subprocess.Popen([CLI, "--db", str(killed), *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
+    total = stored_documents(whole)
+    for at in (total // 4, total // 2):  # killed twice, midway, once a quarter and once half of it is stored
+        stored, code, _ = interrupt_midway([CLI, "--db", str(killed), *args], env, killed, at, total, signal.SIGKILL)
+        assert code == -signal.SIGKILL and at <= stored < total
+        assert stored_documents(killed) < total  # cut short
     result = subprocess.run([CLI, "--db", str(killed), *args], env=env, check=True, capture_output=True, text=True, timeout=600)
     assert "skip: normalized scores" in result.stdout and "reverse: normalized scores" in result.stdout
 
@@ -114,15 +127,29 @@ def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp
     env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data), COLUMNS="200")
     db = tmp_path / "r.db"
     common = ["-m", str(tiny_bpe_model.path), "--tasks", "arc_easy,winogrande", "--limit", "8"]
-    before = subprocess.run([CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel"], env=env,
-                            capture_output=True, text=True, check=True)  # fmt: skip
+    before = subprocess.run(
+        [CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     # nothing stored yet: no scores; after the sweep, parallel at N=1 on 4 layers (M=1) is the full model
     assert "1.000" not in before.stdout
-    subprocess.run([CLI, "--db", str(db), "sweep", *common, "--variant", "skip,parallel", "--threads", "2"], env=env,
-                   check=True, capture_output=True)  # fmt: skip
+    subprocess.run(
+        [CLI, "--db", str(db), "sweep", *common, "--variant", "skip,parallel", "--threads", "2"],
+        env=env,
+        check=True,
+        capture_output=True,
+    )
     plots = tmp_path / "figs"
-    after = subprocess.run([CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel", "--plot", str(plots)],
-                           env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    after = subprocess.run(
+        [CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel", "--plot", str(plots)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "all variants" in after.stdout and "1.000" in after.stdout
     for stem in ("fig-skip", "fig-parallel", "fig-variants"):
         assert (plots / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -134,9 +161,28 @@ def test_similarity_command_saves_the_matrix(tiny_bpe_model, shared_data: Path, 
 
     env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data), COLUMNS="200")
     target = tmp_path / "sim.npy"
-    result = subprocess.run([CLI, "similarity", "-m", str(tiny_bpe_model.path), "--plan", "reverse", "--n", "0",
-                             "--docs", "3", "--threads", "2", "-o", str(target)],
-                            env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [
+            CLI,
+            "similarity",
+            "-m",
+            str(tiny_bpe_model.path),
+            "--plan",
+            "reverse",
+            "--n",
+            "0",
+            "--docs",
+            "3",
+            "--threads",
+            "2",
+            "-o",
+            str(target),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert "plan 0,3-1" in result.stdout and "over 3 LAMBADA documents" in result.stdout
     saved = np.load(target)
@@ -150,8 +196,9 @@ def test_similarity_command_saves_the_matrix(tiny_bpe_model, shared_data: Path, 
     with tiny_bpe_model.context(n_ctx=max(map(len, documents)), n_batch=512, threads=2) as ctx:
         expected = mean_similarity(ctx, Plan.parse("0,3-1"), documents)
     assert saved.shape == (5, 5) and np.allclose(saved, expected, atol=1e-5)
-    bad = subprocess.run([CLI, "similarity", "-m", str(tiny_bpe_model.path), "--docs", "0"], env=env,
-                         capture_output=True, text=True, timeout=600)  # fmt: skip
+    bad = subprocess.run(
+        [CLI, "similarity", "-m", str(tiny_bpe_model.path), "--docs", "0"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert bad.returncode == 2 and "--docs" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -166,3 +213,29 @@ def test_near_chance_flags_a_full_model_at_its_baseline(shared_data: Path) -> No
     warning = sweeps.near_chance(prep, at_chance)
     assert warning is not None and "0.5150 ± 0.0354" in warning and "baseline 0.5000" in warning
     assert sweeps.near_chance(prep, above) is None and sweeps.near_chance(prep, None) is None
+
+
+# points on a 6-layer model with 2 seeds and iterations 1-2: N runs 0..2, single layers 0..5 (swap: 0..4)
+GRID_SIZES = {
+    Variant.FULL: 1,
+    Variant.SKIP: 3,
+    Variant.MIDDLE_REPEAT: 3,
+    Variant.REVERSE: 3,
+    Variant.RANDOM: 3 * 2,
+    Variant.PARALLEL: 3,
+    Variant.LOOPED_PARALLEL: 3 * 2,
+    Variant.SKIP_ONE: 6,
+    Variant.SWAP: 5,
+}
+
+
+@pytest.mark.parametrize("variant", list(Variant))
+def test_every_variant_has_a_grid_a_help_line_and_a_figure(variant: Variant, tmp_path: Path) -> None:
+    from painters_gguf import figures
+
+    points = sweeps.grid(variant, 6, seeds=2, iters=(1, 2))
+    assert len(points) == GRID_SIZES[variant] and {p.variant for p in points} == {variant}
+    assert f"{variant.value} ({variants.VARIANTS[variant].help})" in variants.names_help()
+    cells = [sweeps.Cell(p, {"arc_easy": 0.5}, {"arc_easy": 0.6}) for p in points]
+    written = figures.variant_figure(tmp_path, "tiny", variant, cells, ["arc_easy"])
+    assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in written)

@@ -13,7 +13,7 @@ from painters_gguf import metrics
 from painters_gguf.data import load_split
 from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.tasks import TASKS, select
-from painters_gguf.tasks.gsm8k import exact_match, extract, FLEXIBLE, STRICT
+from painters_gguf.tasks.gsm8k import FLEXIBLE, STRICT, exact_match, extract
 
 
 def docs(data: Path, name: str) -> list[dict]:
@@ -21,7 +21,7 @@ def docs(data: Path, name: str) -> list[dict]:
     return task.process_docs(load_split(data, task.eval_split))
 
 
-def requests(name: str, doc: dict, examples: list[dict] | None = None):  # noqa: ANN201
+def requests(name: str, doc: dict, examples: list[dict] | None = None):
     task = TASKS[name]
     return task.requests(doc, task.context(doc, examples or []))
 
@@ -98,12 +98,17 @@ def test_mmlu_prompt_and_first_n_shots(shared_data: Path) -> None:
     assert [r.continuation for r in requests("mmlu", doc)] == [" A", " B", " C", " D"]
     (shots,) = task.fewshot_examples([doc], pool, 2)
     context = task.context(doc, shots)
-    assert context == description + (
-        "Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer: B\n\n"
-        "Statement 1 | If aH is an element of a factor group, then |aH| divides |a|. Statement 2 | If H and K are "
-        "subgroups of G then HK is a subgroup of G.\nA. True, True\nB. False, False\nC. True, False\nD. False, True\n"
-        "Answer: B\n\n"
-    ) + question
+    assert (
+        context
+        == description
+        + (
+            "Find all c in Z_3 such that Z_3[x]/(x^2 + c) is a field.\nA. 0\nB. 1\nC. 2\nD. 3\nAnswer: B\n\n"
+            "Statement 1 | If aH is an element of a factor group, then |aH| divides |a|. Statement 2 | If H and K are "
+            "subgroups of G then HK is a subgroup of G.\nA. True, True\nB. False, False\nC. True, False\nD. False, True\n"
+            "Answer: B\n\n"
+        )
+        + question
+    )
     assert len({d["subject"] for d in test_docs}) == 57
     limited = task.limit_indices(test_docs, 3)
     assert len(limited) == 57 * 3

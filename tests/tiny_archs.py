@@ -16,7 +16,6 @@ from pathlib import Path
 
 import gguf
 import numpy as np
-
 from tiny_llama import rms_norm, rope
 
 
@@ -104,7 +103,7 @@ class TinyModel:
         arch = reader.fields["general.architecture"].contents()
         assert arch == cls.arch, (arch, cls.arch)
 
-        def meta(key: str, default: object = None):  # noqa: ANN202 - a GGUF value of any type
+        def meta(key: str, default: object = None):
             field = reader.fields.get(f"{arch}.{key}")
             return default if field is None else field.contents()
 
@@ -122,13 +121,15 @@ class TinyModel:
         )
         model.configure(meta)
         model.tensors = {}
-        model.w = {tensor.name: gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float64) for tensor in reader.tensors}
+        model.w = {
+            tensor.name: gguf.quants.dequantize(tensor.data, tensor.tensor_type).astype(np.float64) for tensor in reader.tensors
+        }
         return model
 
     def configure(self, meta: Callable[[str, object], object]) -> None:
         """Hyperparameters of a loaded file beyond its shape."""
-        self.rope_base = float(meta("rope.freq_base", self.rope_base))  # type: ignore[arg-type]
-        self.rms_eps = float(meta("attention.layer_norm_rms_epsilon", self.rms_eps))  # type: ignore[arg-type]
+        self.rope_base = float(meta("rope.freq_base", self.rope_base))
+        self.rms_eps = float(meta("attention.layer_norm_rms_epsilon", self.rms_eps))
 
     # weights
 
@@ -331,12 +332,14 @@ class Gemma3(TinyModel):
 
     def configure(self, meta: Callable[[str, object], object]) -> None:
         super().configure(meta)
-        self.window = int(meta("attention.sliding_window", 0))  # type: ignore[arg-type]
-        self.rope_base_swa = float(meta("rope.freq_base_swa", 10_000.0))  # type: ignore[arg-type]
+        self.window = int(meta("attention.sliding_window", 0))
+        self.rope_base_swa = float(meta("rope.freq_base_swa", 10_000.0))
         # without a pattern key every sixth layer is global (layers 5, 11, 17, ...)
         pattern = meta("attention.sliding_window_pattern", 6)
         n_layer = self.shape.n_layer
-        self.swa_pattern = tuple(pattern) if isinstance(pattern, list) else tuple(il % pattern < pattern - 1 for il in range(n_layer))  # type: ignore[operator]
+        self.swa_pattern = (
+            tuple(pattern) if isinstance(pattern, list) else tuple(il % pattern < pattern - 1 for il in range(n_layer))
+        )
 
     def metadata(self, writer: gguf.GGUFWriter) -> None:
         super().metadata(writer)
@@ -538,7 +541,11 @@ class GPTNeoX(TinyModel):
 
     def head_tensors(self) -> dict[str, np.ndarray]:
         s = self.shape
-        return {"output_norm.weight": self.norm(), "output_norm.bias": self.bias(s.n_embd), "output.weight": self.mat(s.n_vocab, s.n_embd)}
+        return {
+            "output_norm.weight": self.norm(),
+            "output_norm.bias": self.bias(s.n_embd),
+            "output.weight": self.mat(s.n_vocab, s.n_embd),
+        }
 
     def metadata(self, writer: gguf.GGUFWriter) -> None:
         super().metadata(writer)
@@ -546,7 +553,10 @@ class GPTNeoX(TinyModel):
         writer.add_parallel_residual(True)
 
     def head(self, h: np.ndarray) -> np.ndarray:
-        return layer_norm(h, self.w["output_norm.weight"], self.w["output_norm.bias"], self.layer_norm_eps) @ self.w["output.weight"].T
+        return (
+            layer_norm(h, self.w["output_norm.weight"], self.w["output_norm.bias"], self.layer_norm_eps)
+            @ self.w["output.weight"].T
+        )
 
     def block(self, layer: int, h: np.ndarray) -> np.ndarray:
         s, w, p, T = self.shape, self.w, f"blk.{layer}.", h.shape[0]

@@ -80,12 +80,18 @@ class Vocab:
     def from_gguf(cls, path: Path) -> Vocab:
         fields = gguf.GGUFReader(str(path)).fields
 
-        def value(key: str):  # noqa: ANN202
+        def value(key: str):
             return fields[key].contents()
 
         assert value("tokenizer.ggml.model") == "gpt2"
-        return cls(value("tokenizer.ggml.tokens"), value("tokenizer.ggml.token_type"), value("tokenizer.ggml.merges"),
-                   value("tokenizer.ggml.pre"), value("tokenizer.ggml.bos_token_id"), value("tokenizer.ggml.eos_token_id"))  # fmt: skip
+        return cls(
+            value("tokenizer.ggml.tokens"),
+            value("tokenizer.ggml.token_type"),
+            value("tokenizer.ggml.merges"),
+            value("tokenizer.ggml.pre"),
+            value("tokenizer.ggml.bos_token_id"),
+            value("tokenizer.ggml.eos_token_id"),
+        )
 
 
 def write_gguf(weights: TinyWeights, path: Path, arch: str = "llama", vocab: Vocab | None = None) -> Path:

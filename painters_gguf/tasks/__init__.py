@@ -12,8 +12,7 @@ from painters_gguf.tasks.mmlu import MMLU_TASK
 from painters_gguf.tasks.winogrande import WINOGRANDE
 
 TASKS: dict[str, Task] = {
-    task.name: task
-    for task in (ARC_CHALLENGE, ARC_EASY, HELLASWAG, WINOGRANDE, LAMBADA_OPENAI, GSM8K_TASK, MMLU_TASK)
+    task.name: task for task in (ARC_CHALLENGE, ARC_EASY, HELLASWAG, WINOGRANDE, LAMBADA_OPENAI, GSM8K_TASK, MMLU_TASK)
 }
 
 

@@ -63,7 +63,8 @@ class Task:
 
     @property
     def primary_metric(self) -> str:
-        """The metric sweeps and figures normalize: acc_norm where the task has it, else the first."""
+        """The metric sweeps and figures normalize: acc_norm where the task has it, else its first
+        higher-is-better metric (not perplexity)."""
         names = [m.name for m in self.metrics]
         return "acc_norm" if "acc_norm" in names else next(m.name for m in self.metrics if m.higher_is_better)
 
@@ -88,8 +89,7 @@ class Task:
     def context(self, doc: dict, examples: Sequence[dict]) -> str:
         """Description, labelled few-shot examples, then the document's own prompt."""
         shots = "".join(
-            self.fewshot_text(ex) + self.target_delimiter + self.fewshot_target(ex) + self.fewshot_delimiter
-            for ex in examples
+            self.fewshot_text(ex) + self.target_delimiter + self.fewshot_target(ex) + self.fewshot_delimiter for ex in examples
         )
         return self.description(doc) + shots + self.doc_to_text(doc)
 
@@ -123,7 +123,7 @@ class Task:
 class MultipleChoiceTask(Task):
     """Choices scored as continuations of one context; acc and acc_norm (per-character)."""
 
-    metrics = (Metric("acc"), Metric("acc_norm"))
+    metrics: tuple[Metric, ...] = (Metric("acc"), Metric("acc_norm"))
 
     def doc_to_choice(self, doc: dict) -> list[str]:
         raise NotImplementedError

@@ -12,11 +12,11 @@ from painters_gguf.tasks.base import Metric, Request, Split, Task
 
 FIELDS = ("question", "answer")
 
-# filters: (name, regex, which match to take)
+# lm-eval's two filters: strict-match takes the answer after "####", flexible-extract the last number
 STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 FALLBACK = "[invalid]"
-# exact_match: ignore_case, and these regexes removed from prediction and reference
+# exact_match: ignore_case, and these patterns removed from prediction and reference
 IGNORE = (",", "\\$", "(?s).*#### ", "\\.$")
 
 

@@ -26,12 +26,14 @@ class HellaSwag(MultipleChoiceTask):
         docs = []
         for row in rows:
             ctx = row["ctx_a"] + " " + row["ctx_b"].capitalize()
-            docs.append({
-                **row,
-                "query": preprocess(row["activity_label"] + ": " + ctx),
-                "choices": [preprocess(ending) for ending in row["endings"]],
-                "gold": int(row["label"]),
-            })  # fmt: skip
+            docs.append(
+                {
+                    **row,
+                    "query": preprocess(row["activity_label"] + ": " + ctx),
+                    "choices": [preprocess(ending) for ending in row["endings"]],
+                    "gold": int(row["label"]),
+                }
+            )
         return docs
 
     def doc_to_text(self, doc: dict) -> str:

@@ -42,8 +42,7 @@ class WinoGrande(MultipleChoiceTask):
     def context(self, doc: dict, examples: Sequence[dict]) -> str:
         """Only the few-shot part: each option's context is appended per request."""
         return "".join(
-            self.doc_to_text(ex) + self.target_delimiter + self.fewshot_target(ex) + self.fewshot_delimiter
-            for ex in examples
+            self.doc_to_text(ex) + self.target_delimiter + self.fewshot_target(ex) + self.fewshot_delimiter for ex in examples
         )
 
     def requests(self, doc: dict, context: str) -> Request:
