@@ -83,7 +83,7 @@ def main() -> None:
 
     path = resolve_model(args.model)
     task = TASKS["hellaswag"]
-    docs = task.process_docs(load_split(data_dir(), task.eval_split))[: args.items]
+    docs = task.process_docs(load_split(data_dir(), task.eval_split, task.check_row))[: args.items]
     groups = [task.requests(doc, task.context(doc, [])) for doc in docs]
     model = Model(path)
     scorer = Scorer(model, threads=args.threads)

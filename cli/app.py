@@ -12,6 +12,7 @@ import typer
 from painters_gguf.cli import eval as eval_cmd
 from painters_gguf.cli import models, plan, similarity, sweep
 from painters_gguf.fetch import data_dir
+from painters_gguf.outputs import expand
 
 app = typer.Typer(
     help="Transformer Layers as Painters on GGUF models: run layer plans and score them on benchmarks.",
@@ -32,7 +33,7 @@ class Globals:
 
 
 def default_db() -> Path:
-    return Path(os.environ.get("PAINTERS_GGUF_DB") or data_dir() / "results.db")
+    return expand(os.environ.get("PAINTERS_GGUF_DB") or data_dir() / "results.db")
 
 
 @app.callback()
@@ -42,4 +43,4 @@ def main_options(
         Path | None, typer.Option("--db", help="Results store (SQLite). Default: $PAINTERS_GGUF_DB or the user data dir.")
     ] = None,
 ) -> None:
-    ctx.obj = Globals(db=db or default_db())
+    ctx.obj = Globals(db=expand(db) if db is not None else default_db())

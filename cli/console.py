@@ -9,9 +9,20 @@ out = Console()
 err = Console(stderr=True)
 
 
+def visible(text: str) -> str:
+    """Control characters (an ESC sequence in GGUF metadata, a newline in a file name) shown as
+    escapes instead of reaching the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def untrusted(text: object) -> str:
+    """Text from outside (metadata, file names, data) for rich: control characters visible, markup literal."""
+    return escape(visible(str(text)))
+
+
 def fail(message: str) -> None:
     """One line on stderr (markup in the message prints literally), then exit code 2."""
     import typer
 
-    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {untrusted(message)}", soft_wrap=True)
     raise typer.Exit(2)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import functools
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -10,10 +12,11 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from painters_gguf import metrics, variants
+from painters_gguf import metrics, outputs, variants
 from painters_gguf.cli import options
-from painters_gguf.cli.console import err, out
+from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.session import open_session, progress_bar
+from painters_gguf.data import data_dir
 from painters_gguf.evaluate import PreparedTask, Progress, TaskScores
 from painters_gguf.plan import Plan
 from painters_gguf.report import results_json, sample_records, write_json, write_samples
@@ -45,6 +48,16 @@ def scores_table(title: str, prepared: list[PreparedTask], plan_scores: list[Tas
     return table
 
 
+def results_file(option: str, model: Path) -> Path:
+    """-o as lm-eval's --output_path: a folder (existing, or written with a trailing /) gets
+    <folder>/<model>/results_<time>.json; anything else is the file itself."""
+    folder = outputs.expand(option)
+    if not (folder.is_dir() or str(option).endswith(("/", os.sep))):
+        return folder
+    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
+    return folder / model.stem / f"results_{stamp}.json"
+
+
 @options.with_scoring_options()
 def eval_command(
     ctx: typer.Context,
@@ -55,7 +68,10 @@ def eval_command(
     n: options.N = 0,
     seed: options.Seed = 0,
     iters: options.Iters = 3,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write lm-eval-style results JSON here.")] = None,
+    output: Annotated[
+        str | None,  # a str: a trailing / (a folder to create) must survive
+        typer.Option("--output", "-o", help="Write lm-eval-style results JSON to this file, or into this folder (as lm-eval)."),
+    ] = None,
     log_samples: Annotated[
         Path | None, typer.Option("--log-samples", help="Write one JSON record per document here (JSONL).")
     ] = None,
@@ -65,11 +81,20 @@ def eval_command(
     """Score a plan on benchmarks, next to the unmodified model and normalized (0 = chance, 1 = full model)."""
     session = open_session(db=ctx.obj.db, scoring=scoring)
     path, llm, prepared, evaluator = session.path, session.model, session.prepared, session.evaluator
+    # every output checked before any scoring: none may be an input of this run
+    inputs, data_folder = [path, evaluator.store.path], [data_dir(scoring.data)]
+    results_path = None
+    if output is not None:
+        results_path = outputs.check_output(results_file(output, path), "--output", inputs=inputs, input_dirs=data_folder)
+    if log_samples is not None:
+        log_samples = outputs.check_output(
+            log_samples, "--log-samples", inputs=[*inputs, *([results_path] if results_path else [])], input_dirs=data_folder
+        )
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
     evaluator.scorer.ctx.check_plan(layer_plan)  # refused up front: before any work starts
     total = sum(evaluator.todo(p, prep) for p in evaluator.with_full_model(layer_plan) for prep in prepared)
     err.print(
-        f"{escape(path.name)} ({llm.arch}, {llm.n_layer} layers), plan [bold cyan]{escape(layer_plan.text)}[/]; "
+        f"{untrusted(path.name)} ({untrusted(llm.arch)}, {llm.n_layer} layers), plan [bold cyan]{escape(layer_plan.text)}[/]; "
         f"{total} documents to score, the rest from {escape(str(evaluator.store.path))}"
     )
     with progress_bar() as bar:
@@ -80,8 +105,10 @@ def eval_command(
             return functools.partial(bar.advance, job)
 
         plan_scores, full_scores = evaluator.run_with_full_model(layer_plan, prepared, progress_for)
-    out.print(scores_table(f"{path.name} · plan {layer_plan.text}", prepared, plan_scores, full_scores))
-    if output is not None:
+    for note in evaluator.notes:
+        err.print(f"[yellow]note:[/] {untrusted(note)}")
+    out.print(scores_table(f"{untrusted(path.name)} · plan {layer_plan.text}", prepared, plan_scores, full_scores))
+    if results_path is not None:
         config = {
             "model": str(path),
             "model_sha256": llm.sha256,
@@ -96,8 +123,8 @@ def eval_command(
             "batch_size": scoring.batch_size,
             "num_fewshot": {p.task.name: evaluator.settings.shots(p.task) for p in prepared},
         }
-        write_json(output, results_json(prepared, plan_scores, full_scores, config))
-        err.print(f"wrote {escape(str(output))}")
+        write_json(results_path, results_json(prepared, plan_scores, full_scores, config))
+        err.print(f"wrote {escape(str(results_path))}")
     if log_samples is not None:
         write_samples(log_samples, [r for prep, s in zip(prepared, plan_scores, strict=True) for r in sample_records(prep, s)])
         err.print(f"wrote {escape(str(log_samples))}")

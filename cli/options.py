@@ -12,31 +12,50 @@ from typing import Annotated
 
 import typer
 
-from painters_gguf.evaluate import Settings
+from painters_gguf.abi import MAX_SLOTS
+from painters_gguf.evaluate import SEQUENCES_PER_BATCH, Settings
+
+MAX_CELLS = 2**31 - 1  # llama.cpp's int32 token counts
 
 Model = Annotated[
     str | None,
     typer.Option("--model", "-m", help="A catalog name, a .gguf path, or an HF owner/repo/file.gguf. Default: smollm2-135m."),
 ]
 N = Annotated[
-    int, typer.Option("--n", help="The paper's N: layers 0..N and T-N..T-1 run as usual (for skip-one/swap: the layer).")
+    int, typer.Option("--n", min=0, help="The paper's N: layers 0..N and T-N..T-1 run as usual (for skip-one/swap: the layer).")
 ]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the random variant.")]
-Iters = Annotated[int, typer.Option("--iters", help="Iterations of looped-parallel.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of the random variant.")]
+Iters = Annotated[int, typer.Option("--iters", min=1, max=MAX_SLOTS, help="Iterations of looped-parallel.")]
 Limit = Annotated[
-    int | None, typer.Option("--limit", "-l", help="Score only the first L documents of each task (mmlu: of each subject).")
+    int | None,
+    typer.Option("--limit", "-l", min=1, help="Score only the first L documents of each task (mmlu: of each subject)."),
 ]
-Threads = Annotated[int | None, typer.Option("--threads", help="CPU threads (default: all cores).")]
+Threads = Annotated[int | None, typer.Option("--threads", min=1, max=4096, help="CPU threads (default: all cores).")]
 NCtx = Annotated[
-    int, typer.Option("--n-ctx", help="Longest request in tokens; longer ones are truncated from the left, as lm-eval does.")
+    int,
+    typer.Option(
+        "--n-ctx",
+        min=16,
+        max=MAX_CELLS,
+        help="Longest request in tokens; longer ones are truncated from the left, as lm-eval does.",
+    ),
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", help="Tokens per decode batch (several documents are packed into each).")]
-NGpuLayers = Annotated[int, typer.Option("--n-gpu-layers", help="Layers to offload to the GPU (CUDA builds; -1: all).")]
+BatchSize = Annotated[
+    int,
+    typer.Option(
+        "--batch-size",
+        min=SEQUENCES_PER_BATCH,
+        max=MAX_CELLS,
+        help=f"Tokens per decode batch (up to {SEQUENCES_PER_BATCH} requests are packed into each).",
+    ),
+]
+NGpuLayers = Annotated[int, typer.Option("--n-gpu-layers", min=-1, help="Layers to offload to the GPU (CUDA builds; -1: all).")]
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Benchmark JSONL folder (default: $PAINTERS_GGUF_DATA or the user data dir).")
 ]
 NumFewshot = Annotated[
-    int | None, typer.Option("--num-fewshot", help="Few-shot examples (default: lm-eval's per task: 5 for gsm8k, else 0).")
+    int | None,
+    typer.Option("--num-fewshot", min=0, help="Few-shot examples (default: lm-eval's per task: 5 for gsm8k, else 0)."),
 ]
 AddBos = Annotated[
     bool | None,

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from painters_gguf import variants
 from painters_gguf.cli import options
-from painters_gguf.cli.console import out
+from painters_gguf.cli.console import out, untrusted
 from painters_gguf.cli.session import load_model
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import plan_architectures
@@ -29,10 +29,12 @@ def plan(
     _, info = load_model(model, vocab_only=True)
     layer_plan = variants.resolve(spec, info.n_layer, n, seed=seed, iters=iters)
     name = info.meta("general.name") or "?"  # untrusted text: printed literally, never as markup
-    out.print(f"[bold]{escape(info.path.name)}[/] ({escape(info.arch)}, {info.n_layer} layers), name {escape(repr(name))}")
+    out.print(
+        f"[bold]{untrusted(info.path.name)}[/] ({untrusted(info.arch)}, {info.n_layer} layers), name {untrusted(repr(name))}"
+    )
     if not info.runs_plans:
         supported = ", ".join(plan_architectures())
-        out.print(f"[yellow]architecture {escape(repr(info.arch))} does not run layer plans[/] (supported: {supported})")
+        out.print(f"[yellow]architecture {untrusted(repr(info.arch))} does not run layer plans[/] (supported: {supported})")
     out.print(f"plan: [bold cyan]{escape(layer_plan.text)}[/]")
     table = Table()
     table.add_column("step", justify="right")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Annotated
 
@@ -9,9 +10,9 @@ import numpy as np
 import typer
 from rich.markup import escape
 
-from painters_gguf import variants
+from painters_gguf import outputs, variants
 from painters_gguf.cli import options
-from painters_gguf.cli.console import err, out
+from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.render import heatmap
 from painters_gguf.cli.session import load_model, progress_bar
 from painters_gguf.data import data_dir, load_split
@@ -25,7 +26,7 @@ def similarity(
     n: options.N = 0,
     seed: options.Seed = 0,
     iters: options.Iters = 3,
-    docs: Annotated[int, typer.Option("--docs", help="LAMBADA documents to average over (the paper: 100).")] = 100,
+    docs: Annotated[int, typer.Option("--docs", min=1, help="LAMBADA documents to average over (the paper: 100).")] = 100,
     n_ctx: options.NCtx = 2048,
     add_bos: options.AddBos = None,
     threads: options.Threads = None,
@@ -36,24 +37,29 @@ def similarity(
     """Fig. 3: mean cosine similarity between the hidden states of every pair of layers (embedding + each output)."""
     from painters_gguf.similarity import mean_similarity
 
-    if docs < 1:
-        raise typer.BadParameter("--docs takes a number >= 1", param_hint="--docs")
     path, llm = load_model(model, n_gpu_layers=n_gpu_layers)
+    npy = csv = None
+    if output is not None:  # checked before any work: neither file may be an input of this run
+        npy = outputs.check_output(output.with_suffix(".npy"), "--output", inputs=[path], input_dirs=[data_dir(data)])
+        csv = outputs.check_output(npy.with_suffix(".csv"), "--output (its .csv)", inputs=[path], input_dirs=[data_dir(data)])
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
     task = TASKS["lambada_openai"]
-    rows = load_split(data_dir(data), task.eval_split)[:docs]
+    rows = load_split(data_dir(data), task.eval_split, task.check_row)[:docs]
     bos = default_add_bos(llm.arch) if add_bos is None else add_bos
     documents = [llm.tokenize(row["text"], add_bos=bos)[-n_ctx:] for row in rows]
     with llm.context(n_ctx=max(len(d) for d in documents), n_batch=512, threads=threads) as ctx, progress_bar() as bar:
         job = bar.add_task("documents", total=len(documents))
         matrix = mean_similarity(ctx, layer_plan, documents, progress=lambda k: bar.advance(job, k))
     labels = ["emb", *(str(s) for s in range(layer_plan.n_steps))]
-    title = f"{path.name} · plan {layer_plan.text}: mean cosine similarity over {len(documents)} LAMBADA documents"
+    title = f"{untrusted(path.name)} · plan {layer_plan.text}: mean cosine similarity over {len(documents)} LAMBADA documents"
     columns = ["e", *(str(s) if s % 5 == 0 else "" for s in range(layer_plan.n_steps))]  # a cell is 2 characters wide
     out.print(title)  # above the table: a small matrix's table is narrower than the title
     out.print(heatmap(matrix, labels, columns, None, low=float(np.min(matrix)), high=1.0, compact=True))
-    if output is not None:
-        npy = output.with_suffix(".npy")
-        np.save(npy, matrix)
-        np.savetxt(npy.with_suffix(".csv"), matrix, delimiter=",", fmt="%.6f", header=",".join(labels), comments="")
-        err.print(f"wrote {escape(str(npy))} and {escape(str(npy.with_suffix('.csv')))}")
+    if npy is not None and csv is not None:
+        header = ",".join(labels) + "\n"
+        lines = (",".join(f"{value:.6f}" for value in row) + "\n" for row in matrix)
+        buffer = io.BytesIO()
+        np.save(buffer, matrix)
+        outputs.write_bytes(npy, buffer.getvalue())
+        outputs.write_text(csv, [header, *lines])
+        err.print(f"wrote {escape(str(npy))} and {escape(str(csv))}")

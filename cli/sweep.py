@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from painters_gguf import sweeps, variants
+from painters_gguf import outputs, sweeps, variants
 from painters_gguf.cli import options
-from painters_gguf.cli.console import err, out
+from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.render import looped_heatmap, summary_table, sweep_table
 from painters_gguf.cli.session import Session, open_session, progress_bar
+from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import TaskScores
 from painters_gguf.variants import VARIANTS, Variant
 
@@ -24,7 +26,7 @@ VariantOption = Annotated[
         help=f"A comma list of {variants.names_help(with_full=False)}; or all (the six middle variants).",
     ),
 ]
-Seeds = Annotated[int, typer.Option("--seeds", help="Seeds of the random variant, averaged (the paper: 10).")]
+Seeds = Annotated[int, typer.Option("--seeds", min=1, max=1000, help="Seeds of the random variant, averaged (the paper: 10).")]
 IterRange = Annotated[str, typer.Option("--iters", help="Looped-parallel iterations: a count (3) or a range (1-6) for Fig. 10.")]
 
 
@@ -43,7 +45,7 @@ def _cells(session: Session, variant_spec: str, seeds: int, iters: str, compute:
     plans = {evaluator.full_plan, *(p.plan for points in grids.values() for p in points)}
     evaluator.scorer.ctx.check_plan(max(plans, key=lambda plan: plan.n_slots))  # the largest, up front
     total = sum(evaluator.todo(plan, prep) for plan in plans for prep in session.prepared)
-    err.print(f"{escape(session.path.name)}: {len(plans)} plans x {len(session.prepared)} tasks, {total} documents to score")
+    err.print(f"{untrusted(session.path.name)}: {len(plans)} plans x {len(session.prepared)} tasks, {total} documents to score")
     with progress_bar() as bar:
         job = bar.add_task("sweep", total=total)
         return sweeps.run(evaluator, grids, session.prepared, compute=True, progress=lambda k: bar.advance(job, k))
@@ -59,6 +61,8 @@ def _show(session: Session, cells: Cells, full: FullScores) -> None:
     middle = {v: group for v, group in cells.items() if v in variants.MIDDLE_VARIANTS}  # Fig. 11 compares these
     if len(middle) > 1:
         out.print(summary_table(sweeps.summarize([c for group in middle.values() for c in group])))
+    for note in session.evaluator.notes:
+        err.print(f"[yellow]note:[/] {untrusted(note)}")
     for prep in session.prepared:
         warning = sweeps.near_chance(prep, full[prep.task.name])
         if warning is not None:
@@ -97,6 +101,11 @@ def report(
 ) -> None:
     """Show sweeps from the results store as tables and terminal heatmaps; --plot writes figures. Computes nothing."""
     session = open_session(db=ctx.obj.db, scoring=scoring)
+    if plot is not None:  # before anything else: a folder for the figures that can be written
+        plot = outputs.expand(plot)
+        outputs.make_folder(plot, "--plot")
+        if not os.access(plot, os.W_OK):
+            raise PaintersError(f"--plot {plot}: the folder is not writable")
     cells, full = _cells(session, variant, seeds, iters, compute=False)
     _show(session, cells, full)
     if plot is not None:

@@ -10,53 +10,82 @@ from __future__ import annotations
 
 import json
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from painters_gguf.errors import PaintersError
 from painters_gguf.fetch import data_dir as user_data_dir
-from painters_gguf.tasks.base import Split
+from painters_gguf.outputs import expand, make_folder
+from painters_gguf.tasks.base import RowError, Split
 
 
 def data_dir(option: str | os.PathLike[str] | None = None) -> Path:
     if option is not None:
-        return Path(option).expanduser()
+        return expand(option)
     if os.environ.get("PAINTERS_GGUF_DATA"):
-        return Path(os.environ["PAINTERS_GGUF_DATA"]).expanduser()
+        return expand(os.environ["PAINTERS_GGUF_DATA"])
     return user_data_dir() / "datasets"
 
 
-def load_split(root: Path, split: Split) -> list[dict]:
+def load_split(root: Path, split: Split, check_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
+    """A split's rows, every one checked against its fields and by `check_row` (the task's own
+    checks); a bad row is one error naming the file, the line and the field."""
     base = root / split.folder / split.split
     jsonl, parquet = base.with_suffix(".jsonl"), base.with_suffix(".parquet")
-    if jsonl.exists():
-        rows = read_jsonl(jsonl)
+    if jsonl.exists() or jsonl.is_symlink():
+        numbered = read_jsonl(jsonl)
         source = jsonl
     elif parquet.exists():
-        rows = read_parquet(parquet)
+        numbered = list(enumerate(read_parquet(parquet), 1))
         source = parquet
     else:
-        rows = download(split, jsonl)
+        numbered = list(enumerate(download(split, jsonl), 1))
         source = jsonl
-    for number, row in enumerate(rows, 1):
-        missing = [field for field in split.fields if field not in row]
-        if missing:
-            raise PaintersError(f"{source}:{number}: a {split.describe()} row needs field {missing[0]!r}")
-    return rows
+    if not numbered:
+        raise PaintersError(f"{source}: no rows (a {split.describe()} file needs one JSON object per line)")
+    for number, row in numbered:
+        try:
+            split.check_fields(row)
+            check_row(row)
+        except RowError as err:
+            raise PaintersError(f"{source}:{number}: {err}") from None
+    return [row for _, row in numbered]
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def regular_file(path: Path) -> Path:
+    """Only regular files are read (a FIFO would block forever, a directory cannot be read)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as err:
+        raise PaintersError(f"{path}: {err.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file (a FIFO, socket or device)"
+        raise PaintersError(f"{path} is {kind}: give a JSONL file")
+    return path
+
+
+def read_jsonl(path: Path) -> list[tuple[int, dict]]:
+    """(line number, row) for every non-blank line, each a JSON object."""
     rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise PaintersError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
-            if not isinstance(row, dict):
-                raise PaintersError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
-            rows.append(row)
+    try:
+        with regular_file(path).open(encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise PaintersError(f"{path}:{number}: not valid JSON ({err.msg} at column {err.colno})") from None
+                except RecursionError:
+                    raise PaintersError(f"{path}:{number}: JSON nested too deeply") from None
+                if not isinstance(row, dict):
+                    raise PaintersError(f"{path}:{number}: expected a JSON object, found {type(row).__name__}")
+                rows.append((number, row))
+    except UnicodeDecodeError as err:
+        raise PaintersError(f"{path}: not UTF-8 text (byte {err.start} of a line: {err.reason})") from None
+    except OSError as err:
+        raise PaintersError(f"{path}: {err.strerror}") from None
     return rows
 
 
@@ -81,7 +110,7 @@ def download(split: Split, target: Path) -> list[dict]:
         raise PaintersError(
             f"{looked}, and downloading it failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}"
         ) from None
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent, f"saving {split.describe()}")
     part = target.with_suffix(".jsonl.part")
     with part.open("w", encoding="utf-8") as f:
         for row in rows:

@@ -5,6 +5,7 @@ committed as they finish, and every aggregate is computed from exactly the docum
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +59,9 @@ def default_add_bos(arch: str) -> bool:
     return arch.startswith("gemma")
 
 
+# requests packed into one decode batch at most (each a sequence of the KV cache)
+SEQUENCES_PER_BATCH = 64
+
 # how documents are packed into batches (scoring.Scorer): results from another packing are not reused
 PACKING = "in-order-v1"
 
@@ -83,13 +87,13 @@ class PreparedTask:
 
 
 def prepare(task: Task, data_dir: Path, limit: int | None, settings: Settings) -> PreparedTask:
-    docs = task.process_docs(load_split(data_dir, task.eval_split))
+    docs = task.process_docs(load_split(data_dir, task.eval_split, task.check_row))
     indices = task.limit_indices(docs, limit)
     shots = settings.shots(task)
     pool: list[dict] = []
     if shots > 0:
         assert task.fewshot_split is not None
-        pool = task.process_docs(load_split(data_dir, task.fewshot_split))
+        pool = task.process_docs(load_split(data_dir, task.fewshot_split, task.check_row))
     # the few-shot draws depend on a document's place in the whole split, never on --limit
     examples = task.fewshot_examples(docs, pool, shots)
     return PreparedTask(task, docs, indices, {i: task.context(docs[i], examples[i]) for i in indices}, examples)
@@ -113,6 +117,7 @@ class Evaluator:
         self.settings = settings.for_model(self.model.arch)
         self.full_plan = variants.full(self.model.n_layer)
         self._plan: Plan | None = None
+        self.notes: list[str] = []  # what a user should hear about: damaged stored documents scored again
 
     def run_key(self, plan: Plan, task: Task) -> RunKey:
         return RunKey(
@@ -137,8 +142,19 @@ class Evaluator:
         return scores[plan], scores[self.full_plan]
 
     def todo(self, plan: Plan, prepared: PreparedTask) -> int:
-        done = self.store.results(self.store.run_id(self.run_key(plan, prepared.task)))
+        done, _ = self._stored(self.store.run_id(self.run_key(plan, prepared.task)), prepared.task)
         return sum(1 for i in prepared.indices if i not in done)
+
+    def _stored(self, run_id: int, task: Task) -> tuple[dict[int, dict], list[int]]:
+        """The run's usable documents, and the damaged ones: not a JSON object, or a metric of the
+        task missing or not a finite number (a store edited or written by something else)."""
+        results, damaged = self.store.results(run_id)
+        for index, result in list(results.items()):
+            values = [result.get(metric.name) for metric in task.metrics]
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+                damaged.append(index)
+                del results[index]
+        return results, sorted(damaged)
 
     def set_plan(self, plan: Plan) -> None:
         if plan != self._plan:
@@ -148,7 +164,12 @@ class Evaluator:
     def run(self, plan: Plan, prepared: PreparedTask, progress: Progress = lambda n: None) -> TaskScores:
         task = prepared.task
         run_id = self.store.run_id(self.run_key(plan, task))
-        done = self.store.results(run_id)
+        done, damaged = self._stored(run_id, task)
+        if damaged:  # scored again below
+            self.store.discard(run_id, damaged)
+            shown = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")
+            where = f"run {run_id}, documents {shown}"
+            self.notes.append(f"{task.name}, plan {plan.text}: {len(damaged)} damaged stored documents ({where}) scored again")
         todo = [i for i in prepared.indices if i not in done]
         if todo:
             self.set_plan(plan)
@@ -156,12 +177,12 @@ class Evaluator:
                 self._generate(run_id, prepared, todo, progress)
             else:
                 self._loglikelihoods(run_id, prepared, todo, progress)
-            done = self.store.results(run_id)
+            done, _ = self._stored(run_id, task)
         return self._scores(prepared, done)
 
     def stored(self, plan: Plan, prepared: PreparedTask) -> TaskScores | None:
         """The scores if the store has every document asked for; computes nothing."""
-        done = self.store.results(self.store.run_id(self.run_key(plan, prepared.task)))
+        done, _ = self._stored(self.store.run_id(self.run_key(plan, prepared.task)), prepared.task)
         return self._scores(prepared, done) if all(i in done for i in prepared.indices) else None
 
     @staticmethod

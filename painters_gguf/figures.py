@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from painters_gguf import outputs
 from painters_gguf.errors import PaintersError
 from painters_gguf.sweeps import Cell, iteration_grid, summarize
 from painters_gguf.variants import MIDDLE_VARIANTS, VARIANTS, Axis, Variant
@@ -24,11 +26,18 @@ def _pyplot():  # noqa: ANN202
     return plt
 
 
+def _literal(text: str) -> str:
+    """Untrusted text (a file name) for a matplotlib title: `$` would start mathtext."""
+    return text.replace("$", r"\$")
+
+
 def _save(fig, folder: Path, stem: str) -> list[Path]:  # noqa: ANN001
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [folder / f"{stem}.png", folder / f"{stem}.svg"]
-    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
+    """The figure as PNG and SVG in folder, each written whole or not at all."""
+    paths = [outputs.check_output(folder / f"{stem}.{kind}", "figure") for kind in ("png", "svg")]
+    for path, options in zip(paths, ({"dpi": 110}, {}), strict=True):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=path.suffix[1:], bbox_inches="tight", **options)
+        outputs.write_bytes(path, buffer.getvalue())
     return paths
 
 
@@ -53,7 +62,7 @@ def variant_figure(folder: Path, model: str, variant: Variant, cells: Sequence[C
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("layer n" if VARIANTS[variant].axis == Axis.LAYER else "N (layers 0..N and T-N..T-1 kept)")
     ax.set_ylabel("normalized score (0 = chance, 1 = full model)")
-    ax.set_title(f"{VARIANTS[variant].title} · {model}")
+    ax.set_title(f"{VARIANTS[variant].title} · {_literal(model)}")
     ax.legend(fontsize=8)
     paths = _save(fig, folder, f"fig-{variant.value}")
     plt.close(fig)
@@ -73,7 +82,7 @@ def looped_figure(folder: Path, model: str, cells: Sequence[Cell], n_layer: int)
     ax.set_yticks(range(len(ns)), [str(n_layer - 2 * n - 1) for n in ns])
     ax.set_xlabel("iterations")
     ax.set_ylabel("M (middle layers)")
-    ax.set_title(f"Looped parallel · {model}")
+    ax.set_title(f"Looped parallel · {_literal(model)}")
     fig.colorbar(image, ax=ax, label="mean normalized score")
     paths = _save(fig, folder, "fig-looped-parallel-iterations")
     plt.close(fig)
@@ -91,7 +100,7 @@ def summary_figure(folder: Path, model: str, cells: Sequence[Cell]) -> list[Path
     ax.bar(x + 0.2, [summary[v][0] for v in order], 0.4, label="mean")
     ax.set_xticks(x, [v.value for v in order], rotation=20)
     ax.set_ylabel("normalized score")
-    ax.set_title(f"All variants · {model}")
+    ax.set_title(f"All variants · {_literal(model)}")
     ax.legend()
     paths = _save(fig, folder, "fig-variants")
     plt.close(fig)
@@ -108,7 +117,7 @@ def similarity_figure(folder: Path, model: str, matrix: np.ndarray) -> list[Path
     ax.set_yticks(ticks, ["emb" if t == 0 else str(t - 1) for t in ticks])
     ax.set_xlabel("layer")
     ax.set_ylabel("layer")
-    ax.set_title(f"Hidden-state cosine similarity · {model}", fontsize=10)
+    ax.set_title(f"Hidden-state cosine similarity · {_literal(model)}", fontsize=10)
     fig.colorbar(image, ax=ax)
     paths = _save(fig, folder, "fig-similarity")
     plt.close(fig)

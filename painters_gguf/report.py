@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from painters_gguf import __version__, metrics
+from painters_gguf import __version__, metrics, outputs
 from painters_gguf.evaluate import PreparedTask, TaskScores
 
 
@@ -97,14 +96,9 @@ def sample_records(prepared: PreparedTask, scores: TaskScores) -> list[dict]:
 
 
 def write_json(path: Path, data: object) -> None:
-    part = path.with_name(path.name + ".part")
-    part.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    part.replace(path)
+    """Valid JSON always (NaN and infinities as null), written whole or not at all."""
+    outputs.write_text(path, [outputs.dumps(data, indent=2), "\n"])
 
 
 def write_samples(path: Path, records: Sequence[dict]) -> None:
-    part = path.with_name(path.name + ".part")
-    with part.open("w", encoding="utf-8") as f:
-        for record in records:
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    part.replace(path)
+    outputs.write_text(path, (outputs.dumps(record) + "\n" for record in records))

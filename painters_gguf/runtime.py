@@ -17,6 +17,7 @@ import ctypes
 import dataclasses
 import functools
 import os
+import weakref
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -39,6 +40,15 @@ FLASH_ATTN = {
 }
 
 
+# llama.cpp keeps cell and token counts in uint32 and int32 fields
+MAX_CELLS = 2**31 - 1
+
+
+def _check_range(name: str, value: int, low: int, high: int, *, why: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise PaintersError(f"{name} {value!r}: give a whole number from {low} to {high}" + (f" ({why})" if why else ""))
+
+
 @functools.lru_cache(maxsize=16)
 def cached_sha256(path: str, size: int, mtime_ns: int) -> str:
     """A file's sha256, computed once per (path, size, modification time)."""
@@ -50,21 +60,29 @@ class Model:
 
     def __init__(self, path: str | os.PathLike[str], *, n_gpu_layers: int = 0, vocab_only: bool = False) -> None:
         """Load the weights (with `vocab_only`, just the metadata and tokenizer: fast)."""
-        self._model = None
+        self._model_ptr = None
+        self._contexts: weakref.WeakSet[Context] = weakref.WeakSet()
         self.path = Path(path)
+        if n_gpu_layers < -1:
+            raise PaintersError(f"n_gpu_layers {n_gpu_layers}: give a layer count, or -1 for all")
+        if n_gpu_layers != 0 and not C.llama_supports_gpu_offload():
+            raise PaintersError(
+                f"n_gpu_layers {n_gpu_layers}: this llama.cpp build has no GPU offload "
+                '(build it with CMAKE_ARGS="-DGGML_CUDA=on" python patches/build_wheel.py)'
+            )
         self.n_gpu_layers = n_gpu_layers
         self.vocab_only = vocab_only
         params = C.llama_model_default_params()
         params.n_gpu_layers = n_gpu_layers
         params.vocab_only = vocab_only
         LOG.take()
-        self._model = C.llama_model_load_from_file(os.fsencode(self.path), params)
-        if not self._model:
+        self._model_ptr = C.llama_model_load_from_file(os.fsencode(self.path), params)
+        if not self._model_ptr:
             detail = LOG.take() or "llama.cpp could not load it"
             raise PaintersError(f"{self.path}: {detail}")
-        self._vocab = C.llama_model_get_vocab(self._model)
+        self._vocab_ptr = C.llama_model_get_vocab(self._model)
         self.arch: str = self.meta("general.architecture") or "unknown"
-        self.n_vocab: int = C.llama_vocab_n_tokens(self._vocab)
+        self.n_vocab: int = C.llama_vocab_n_tokens(self._vocab_ptr)
         if vocab_only:  # no hparams are loaded: read them from the metadata
             self.n_layer = int(self.meta(f"{self.arch}.block_count") or 0)
             self.n_embd = int(self.meta(f"{self.arch}.embedding_length") or 0)
@@ -73,6 +91,19 @@ class Model:
             self.n_layer = C.llama_model_n_layer(self._model)
             self.n_embd = C.llama_model_n_embd(self._model)
             self.n_ctx_train = C.llama_model_n_ctx_train(self._model)
+
+    @property
+    def _model(self) -> C.llama_model_p:
+        """The C model; an error once closed (C would read freed memory)."""
+        if not self._model_ptr:
+            raise PaintersError(f"{self.path.name}: the model is closed")
+        return self._model_ptr
+
+    @property
+    def _vocab(self) -> C.llama_vocab_p:
+        """The C vocabulary, part of the model: an error once the model is closed."""
+        self._model  # noqa: B018 - raises when closed
+        return self._vocab_ptr
 
     def meta(self, key: str) -> str | None:
         """A GGUF metadata value as a string (untrusted text: never render it as a template)."""
@@ -93,6 +124,19 @@ class Model:
         head_k = int(self.meta(f"{self.arch}.attention.key_length") or self.n_embd // n_head)
         head_v = int(self.meta(f"{self.arch}.attention.value_length") or self.n_embd // n_head)
         return n_slots * n_ctx * n_head_kv * (head_k + head_v) * KV_BYTES[kv_type]
+
+    def check_memory(self, n_slots: int, n_ctx: int, kv_type: str, *, n_batch: int = 0, what: str) -> None:
+        """Refuse what would not fit: KV cache for n_slots over n_ctx cells, plus the logits buffer
+        of a batch, against `memory_limit()` (system memory; with layers on a GPU, its memory is
+        not known here: the limit is then what PAINTERS_GGUF_MEMORY_LIMIT says, if anything)."""
+        needed = self.kv_bytes(n_slots, n_ctx, kv_type) + 4 * self.n_vocab * n_batch
+        limit = memory_limit(system=self.n_gpu_layers == 0)
+        if limit is not None and needed > limit:
+            raise PlanError(
+                f"{what}: needs {human_bytes(needed)} (KV cache of {n_slots} slots x {n_ctx} cells"
+                + (f", logits for {n_batch} tokens" if n_batch else "")
+                + f"), more than the {human_bytes(limit)} of memory available; use a smaller --n-ctx or a shorter plan"
+            )
 
     @property
     def runs_plans(self) -> bool:
@@ -120,10 +164,12 @@ class Model:
 
     def is_eog(self, token: int) -> bool:
         """End of generation: EOS, EOT and the like."""
+        self.check_tokens([token])
         return bool(C.llama_vocab_is_eog(self._vocab, token))
 
     def token_text(self, token: int) -> str:
         """A token's text, special tokens rendered (e.g. '<|im_end|>')."""
+        self.check_tokens([token])
         buf = ctypes.create_string_buffer(256)
         n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
         return buf.raw[: max(n, 0)].decode("utf-8", "replace")
@@ -142,6 +188,7 @@ class Model:
         return self.token_bytes(tokens).decode("utf-8", "replace")
 
     def token_bytes(self, tokens: Sequence[int]) -> bytes:
+        self.check_tokens(tokens)
         array = (C.llama_token * len(tokens))(*tokens)
         capacity = 16 * len(tokens) + 16
         while True:
@@ -174,10 +221,19 @@ class Model:
         flat = plan.encode()
         call_plan_status(lib.llama_layer_plan_validate(self._model, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
 
+    def check_tokens(self, tokens: Sequence[int]) -> None:
+        """Token ids are 0..n_vocab-1 (llama.cpp reads past its tables otherwise)."""
+        bad = next((t for t in tokens if not (isinstance(t, (int, np.integer)) and 0 <= t < self.n_vocab)), None)
+        if bad is not None or any(isinstance(t, bool) for t in tokens):
+            raise PaintersError(f"token id {bad!r} is not in 0..{self.n_vocab - 1}")
+
     def close(self) -> None:
-        if self._model:
-            C.llama_model_free(self._model)
-            self._model = None
+        """Free the weights, and first every context still open on them."""
+        for context in list(getattr(self, "_contexts", ())):
+            context.close()
+        if self._model_ptr:
+            C.llama_model_free(self._model_ptr)
+            self._model_ptr = None
 
     def __enter__(self) -> Model:
         return self
@@ -211,12 +267,24 @@ class Context:
     def __init__(
         self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int | None, kv_type: str, flash_attn: str
     ) -> None:
-        self._ctx = None
+        self._ctx_ptr = None
+        _check_range("n_ctx", n_ctx, 1, MAX_CELLS)
+        _check_range("n_seq_max", n_seq_max, 1, C.llama_max_parallel_sequences())
+        _check_range(
+            "n_batch",
+            n_batch,
+            n_seq_max,
+            MAX_CELLS,
+            why=f"at least n_seq_max={n_seq_max}: llama.cpp keeps an output per sequence",
+        )
+        if threads is not None:
+            _check_range("threads", threads, 1, 4096)
         if kv_type not in KV_TYPES:
             raise PaintersError(f"kv_type {kv_type!r}: use one of {', '.join(KV_TYPES)}")
         if flash_attn not in FLASH_ATTN:
             raise PaintersError(f"flash_attn {flash_attn!r}: use one of {', '.join(FLASH_ATTN)}")
         self.model = model
+        model.check_memory(model.n_layer, n_ctx, kv_type, n_batch=n_batch, what=f"a context of {n_ctx} cells")
         params = C.llama_context_default_params()
         params.n_ctx = n_ctx
         params.n_batch = n_batch
@@ -228,9 +296,10 @@ class Context:
         params.kv_unified = True  # sequences share one cache: a shared prefix is copied by reference
         params.no_perf = True
         LOG.take()
-        self._ctx = C.llama_init_from_model(model._model, params)
-        if not self._ctx:
+        self._ctx_ptr = C.llama_init_from_model(model._model, params)
+        if not self._ctx_ptr:
             raise PaintersError(f"could not create a context for {model.path.name}: {LOG.take() or 'out of memory?'}")
+        model._contexts.add(self)
         self.n_ctx: int = C.llama_n_ctx(self._ctx)
         self.kv_type = kv_type
         self.n_batch = n_batch
@@ -238,6 +307,13 @@ class Context:
         self.n_vocab = model.n_vocab
         self.plan: Plan | None = None
         self._batch = C.llama_batch_init(n_batch, 0, n_seq_max)
+
+    @property
+    def _ctx(self) -> C.llama_context_p:
+        """The C context; an error once closed (C would read freed memory)."""
+        if not self._ctx_ptr:
+            raise PaintersError(f"the context on {self.model.path.name} is closed")
+        return self._ctx_ptr
 
     # plans
 
@@ -255,15 +331,7 @@ class Context:
         """Everything set_plan checks, without setting it: the plan in Python and C, and that its KV
         cache fits in memory (a CPU KV cache; the limit is `memory_limit()`)."""
         self.model.validate_plan(plan)
-        if self.model.n_gpu_layers != 0:
-            return
-        needed = self.model.kv_bytes(plan.n_slots, self.n_ctx, self.kv_type)
-        limit = memory_limit()
-        if limit is not None and needed > limit:
-            raise PlanError(
-                f"plan {plan.text!r}: its KV cache needs {human_bytes(needed)} ({plan.n_slots} slots x {self.n_ctx} "
-                f"cells), more than the {human_bytes(limit)} of memory available; use a smaller --n-ctx or a shorter plan"
-            )
+        self.model.check_memory(plan.n_slots, self.n_ctx, self.kv_type, n_batch=self.n_batch, what=f"plan {plan.text!r}")
 
     @property
     def n_slots(self) -> int:
@@ -286,23 +354,40 @@ class Context:
     def clear(self) -> None:
         C.llama_memory_clear(self._memory, True)
 
+    def _check_seq(self, *seq_ids: int) -> None:
+        for seq_id in seq_ids:
+            if isinstance(seq_id, bool) or not isinstance(seq_id, (int, np.integer)) or not 0 <= seq_id < self.n_seq_max:
+                raise PaintersError(f"sequence id {seq_id!r} is not in 0..{self.n_seq_max - 1}")
+
     def seq_rm(self, seq_id: int, p0: int = -1, p1: int = -1) -> None:
+        """Drop positions p0..p1-1 of a sequence (-1: all); seq_id -1 drops them in every sequence."""
+        if seq_id != -1:
+            self._check_seq(seq_id)
         C.llama_memory_seq_rm(self._memory, seq_id, p0, p1)
 
     def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
+        self._check_seq(src, dst)
         C.llama_memory_seq_cp(self._memory, src, dst, p0, p1)
 
     def seq_len(self, seq_id: int = 0) -> int:
         """Tokens in the cache for a sequence (positions 0..n-1)."""
+        self._check_seq(seq_id)
         return C.llama_memory_seq_pos_max(self._memory, seq_id) + 1
 
     # decoding
 
     def decode(self, batch: Batch) -> np.ndarray:
         """Run one batch through the model; returns the logits of the output tokens, in batch order."""
+        ctx = self._ctx  # an error once closed, before anything is written into the freed batch
         n = len(batch)
         if not 0 < n <= self.n_batch:
             raise PaintersError(f"a batch holds 1..{self.n_batch} tokens, found {n}")
+        if not len(batch.positions) == len(batch.seq_ids) == len(batch.outputs) == n:
+            raise PaintersError("a batch needs a position, sequence ids and an output flag for every token")
+        self.model.check_tokens(batch.tokens)
+        bad = next((p for p in batch.positions if not (isinstance(p, (int, np.integer)) and 0 <= p < self.n_ctx)), None)
+        if bad is not None:
+            raise PaintersError(f"position {bad!r} is not in 0..{self.n_ctx - 1} (the context holds {self.n_ctx} cells)")
         b = self._batch
         b.n_tokens = n
         np.ctypeslib.as_array(b.token, shape=(n,))[:] = batch.tokens
@@ -316,17 +401,25 @@ class Context:
                 if not 0 <= seq_id < self.n_seq_max:
                     raise PaintersError(f"sequence ids go from 0 to {self.n_seq_max - 1}, found {seq_id}")
                 b.seq_id[i][j] = seq_id
-        status = C.llama_decode(self._ctx, b)
+        status = C.llama_decode(ctx, b)
         if status != 0:
             detail = LOG.take()
             raise PaintersError(f"llama_decode failed with status {status}" + (f": {detail}" if detail else ""))
         n_out = sum(bool(o) for o in batch.outputs)
         if n_out == 0:
             return np.empty((0, self.n_vocab), dtype=np.float32)
-        return np.ctypeslib.as_array(C.llama_get_logits(self._ctx), shape=(n_out, self.n_vocab)).copy()
+        logits = np.ctypeslib.as_array(C.llama_get_logits(ctx), shape=(n_out, self.n_vocab)).copy()
+        if not np.isfinite(logits).all():  # a score from these would be meaningless: say so
+            under = f"plan {self.plan.text!r}" if self.plan is not None else "the model's own layer order"
+            raise PaintersError(
+                f"{self.model.path.name}: llama.cpp returned NaN or infinite logits under {under} "
+                "(the activations overflow); nothing was scored from them"
+            )
+        return logits
 
     def eval(self, tokens: Sequence[int], *, seq_id: int = 0, outputs: bool | Sequence[bool] = True) -> np.ndarray:
         """Append tokens to a sequence through the KV cache, in chunks of n_batch; returns their logits."""
+        self._check_seq(seq_id)
         start = self.seq_len(seq_id)
         if start + len(tokens) > self.n_ctx:
             raise PaintersError(f"{start + len(tokens)} tokens do not fit the context of {self.n_ctx}")
@@ -349,10 +442,10 @@ class Context:
         return self.eval(tokens)
 
     def close(self) -> None:
-        if self._ctx:
+        if self._ctx_ptr:
             C.llama_batch_free(self._batch)
-            C.llama_free(self._ctx)
-            self._ctx = None
+            C.llama_free(self._ctx_ptr)
+            self._ctx_ptr = None
 
     def __enter__(self) -> Context:
         return self

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from painters_gguf.errors import PaintersError
+from painters_gguf.evaluate import SEQUENCES_PER_BATCH
 from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.runtime import Batch, Context, Model
 
@@ -70,7 +71,7 @@ class Scorer:
         *,
         max_length: int = 2048,
         n_batch: int = 256,
-        n_seq_max: int = 64,
+        n_seq_max: int = SEQUENCES_PER_BATCH,
         threads: int | None = None,
         add_bos: bool = False,
         flash_attn: str = "auto",

@@ -8,14 +8,20 @@ which ran. A shipped migration is never edited. Every statement is parameterized
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
+import math
+import os
+import socket
 import sqlite3
-from collections.abc import Iterable
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from painters_gguf.errors import PaintersError
+from painters_gguf.outputs import dumps, make_folder
 
 
 def utc_now() -> str:
@@ -49,7 +55,34 @@ def _m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_m001_initial]
+def _m002_writers(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE writers (
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            command TEXT NOT NULL,
+            since_utc TEXT NOT NULL,
+            PRIMARY KEY (pid, host)
+        )"""
+    )
+
+
+MIGRATIONS = [_m001_initial, _m002_writers]
+TABLES = ("runs", "docs", "writers")
+
+
+def lock_timeout() -> float:
+    """Seconds to wait for another process's write to finish: $PAINTERS_GGUF_LOCK_TIMEOUT, else 60."""
+    text = os.environ.get("PAINTERS_GGUF_LOCK_TIMEOUT", "").strip()
+    if not text:
+        return 60.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 < value <= 86400):
+        raise PaintersError(f"PAINTERS_GGUF_LOCK_TIMEOUT={text!r}: give seconds, more than 0 and at most 86400")
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,73 +102,175 @@ class RunKey:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = sqlite3.connect(path, timeout=60, isolation_level=None)
+        self.db: sqlite3.Connection | None = None
+        make_folder(path.parent, f"results store {path}")
+        if path.is_dir():
+            raise PaintersError(f"results store {path} is a directory: give a file (--db)")
+        timeout = lock_timeout()
+        with self.errors():
+            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")  # readers and a writer at once; crash-safe
-            self.db.execute("PRAGMA busy_timeout=60000")
+            self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             self.db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
+            self._check_tables()
+            with self.transaction():  # who has the store open, for a lock timeout's message
+                self.db.execute(
+                    "INSERT OR REPLACE INTO writers (pid, host, command, since_utc) VALUES (?, ?, ?, ?)",
+                    (os.getpid(), socket.gethostname(), " ".join(sys.argv)[:300], utc_now()),
+                )
+
+    @contextlib.contextmanager
+    def errors(self) -> Iterator[None]:
+        """SQLite's errors as one line naming the store; a lock held too long names who holds it."""
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            if "locked" in str(err) or "busy" in str(err):
+                raise PaintersError(
+                    f"results store {self.path} stayed locked for {lock_timeout():g} s by another process"
+                    f"{self._holders()}; wait for it to finish, or use another --db"
+                ) from None
+            raise PaintersError(f"results store {self.path}: {err}") from None
         except sqlite3.DatabaseError as err:
-            raise PaintersError(f"results store {path}: {err}") from None
+            raise PaintersError(f"results store {self.path}: {err} (move it away, or use another --db)") from None
+
+    def _holders(self) -> str:
+        """The other live processes that have the store open: ' (pid 12 on host: command since ...)'."""
+        try:
+            rows = self._conn.execute("SELECT pid, host, command, since_utc FROM writers").fetchall()
+        except sqlite3.Error:
+            return ""
+        here = socket.gethostname()
+        others = [
+            f"pid {pid} on {host}: {command!r} since {since}"
+            for pid, host, command, since in rows
+            if not (host == here and (pid == os.getpid() or not _alive(pid)))
+        ]
+        return f" ({'; '.join(others)})" if others else ""
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        if self.db is None:
+            raise PaintersError(f"results store {self.path} is closed")
+        return self.db
 
     def _migrate(self) -> None:
         with self.transaction():
-            self.db.execute(
+            self._conn.execute(
                 "CREATE TABLE IF NOT EXISTS migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_utc TEXT NOT NULL)"
             )
-            done = {row[0] for row in self.db.execute("SELECT id FROM migrations")}
+            done = {row[0] for row in self._conn.execute("SELECT id FROM migrations")}
+            if done and max(done) > len(MIGRATIONS):
+                raise PaintersError(
+                    f"results store {self.path} was written by a newer painters-gguf (schema {max(done)}, this one knows "
+                    f"{len(MIGRATIONS)}): upgrade, or use another --db"
+                )
             for number, migration in enumerate(MIGRATIONS, 1):
                 if number not in done:
-                    migration(self.db)
-                    self.db.execute(
+                    migration(self._conn)
+                    self._conn.execute(
                         "INSERT INTO migrations (id, name, applied_utc) VALUES (?, ?, ?)",
                         (number, migration.__name__, utc_now()),
                     )
 
+    def _check_tables(self) -> None:
+        present = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        missing = [table for table in TABLES if table not in present]
+        if missing:
+            raise PaintersError(
+                f"results store {self.path} is damaged: table {missing[0]!r} is missing; move it away, or use another --db"
+            )
+
     def transaction(self) -> _Transaction:
-        return _Transaction(self.db)
+        return _Transaction(self)
 
     def run_id(self, key: RunKey) -> int:
         now = utc_now()
         with self.transaction():
-            self.db.execute(
+            self._conn.execute(
                 """INSERT OR IGNORE INTO runs (model_sha256, model_name, plan, task, task_version, settings,
                    created_utc, updated_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""",
                 (key.model_sha256, key.model_name, key.plan, key.task, key.task_version, key.settings_json, now, now),
             )
-            row = self.db.execute(
+            row = self._conn.execute(
                 "SELECT id FROM runs WHERE model_sha256 = ? AND plan = ? AND task = ? AND task_version = ? AND settings = ?",
                 (key.model_sha256, key.plan, key.task, key.task_version, key.settings_json),
             ).fetchone()
         return int(row[0])
 
-    def results(self, run_id: int) -> dict[int, dict]:
-        rows = self.db.execute("SELECT doc_index, result FROM docs WHERE run_id = ?", (run_id,))
-        return {int(index): json.loads(result) for index, result in rows}
+    def results(self, run_id: int) -> tuple[dict[int, dict], list[int]]:
+        """The run's stored documents, and the indices of damaged ones (not a JSON object)."""
+        results, damaged = {}, []
+        with self.errors():
+            rows = self._conn.execute("SELECT doc_index, result FROM docs WHERE run_id = ?", (run_id,)).fetchall()
+        for index, text in rows:
+            try:
+                result = json.loads(text)
+            except (TypeError, ValueError, RecursionError):
+                result = None
+            if isinstance(result, dict):
+                results[int(index)] = result
+            else:
+                damaged.append(int(index))
+        return results, damaged
 
     def add(self, run_id: int, results: Iterable[tuple[int, dict]], seconds: float) -> None:
         """Commit finished documents in one transaction; a document already there is kept."""
         now = utc_now()
         with self.transaction():
-            self.db.executemany(
+            self._conn.executemany(
                 "INSERT OR IGNORE INTO docs (run_id, doc_index, result, created_utc) VALUES (?, ?, ?, ?)",
-                [(run_id, index, json.dumps(result), now) for index, result in results],
+                [(run_id, index, dumps(result), now) for index, result in results],
             )
-            self.db.execute("UPDATE runs SET updated_utc = ?, seconds = seconds + ? WHERE id = ?", (now, seconds, run_id))
+            self._conn.execute("UPDATE runs SET updated_utc = ?, seconds = seconds + ? WHERE id = ?", (now, seconds, run_id))
+
+    def discard(self, run_id: int, indices: Iterable[int]) -> None:
+        """Forget damaged documents, so that they are scored again."""
+        with self.transaction():
+            self._conn.executemany("DELETE FROM docs WHERE run_id = ? AND doc_index = ?", [(run_id, i) for i in indices])
 
     def close(self) -> None:
-        self.db.close()
+        if self.db is not None:
+            try:
+                with self.transaction():
+                    self.db.execute("DELETE FROM writers WHERE pid = ? AND host = ?", (os.getpid(), socket.gethostname()))
+            except PaintersError:
+                pass  # still locked by another process: its row stays until a lock error reads it as stale
+            self.db.close()
+            self.db = None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (Ctrl-C included)."""
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception (Ctrl-C included); SQLite's errors
+    become one line naming the store."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self.db = db
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.errors = store.errors()
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.errors.__enter__()
+        try:
+            self.store._conn.execute("BEGIN IMMEDIATE")
+        except BaseException as exc:
+            self.errors.__exit__(type(exc), exc, exc.__traceback__)
+            raise
 
-    def __exit__(self, exc_type: object, *exc: object) -> None:
-        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: object) -> bool | None:
+        try:
+            self.store._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+        except sqlite3.Error as err:
+            if exc is None:
+                exc_type, exc = type(err), err
+        return self.errors.__exit__(exc_type, exc, tb)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from painters_gguf import metrics, variants
+from painters_gguf.abi import MAX_SLOTS
 from painters_gguf.errors import PlanError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
 from painters_gguf.plan import Plan
@@ -69,12 +70,12 @@ def parse_iters(spec: str) -> list[int]:
 
     try:
         low, _, high = spec.partition("-")
-        values = list(range(int(low), int(high or low) + 1))
+        first, last = int(low), int(high or low)
     except ValueError:
         raise PaintersError(f"--iters {spec!r}: write a count like 3 or a range like 1-6") from None
-    if not values or values[0] < 1:
-        raise PaintersError(f"--iters {spec!r}: iterations start at 1")
-    return values
+    if not 1 <= first <= last <= MAX_SLOTS:
+        raise PaintersError(f"--iters {spec!r}: iterations go from 1 to {MAX_SLOTS} (a plan's most executions), low to high")
+    return list(range(first, last + 1))
 
 
 @dataclasses.dataclass

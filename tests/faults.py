@@ -16,6 +16,7 @@ import os
 import random
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -52,7 +53,7 @@ def cli(*args: str, env: dict[str, str], timeout: float = 600) -> subprocess.Com
 
 
 def environment(data: Path, **extra: str) -> dict[str, str]:
-    return dict(os.environ, PAINTERS_GGUF_DATA=str(data), COLUMNS="200", **extra)
+    return {**os.environ, "PAINTERS_GGUF_DATA": str(data), "COLUMNS": "200", **extra}
 
 
 # --- model files ---
@@ -127,7 +128,7 @@ def scenario_data_files(model: Path, data: Path) -> Outcome:
         split.write_text("\n".join([winogrande[0], winogrande[1][:40], winogrande[2]]) + "\n")
         outcome.check_error(cli("--db", str(root / "a.db"), *args, env=env), "validation.jsonl:2: not valid JSON")
         split.write_text(winogrande[0] + "\n" + json.dumps({"sentence": "A _ B", "option1": "x"}) + "\n")
-        outcome.check_error(cli("--db", str(root / "a.db"), *args, env=env), "validation.jsonl:2: a allenai/winogrande")
+        outcome.check_error(cli("--db", str(root / "a.db"), *args, env=env), "validation.jsonl:2: field 'option2' is missing")
         split.write_text("\n".join(winogrande[:3]) + "\n")
         outcome.tried += 1
         result = cli("--db", str(root / "a.db"), *args[:-4], "--limit", "50", "--threads", "2", env=env)
@@ -135,6 +136,317 @@ def scenario_data_files(model: Path, data: Path) -> Outcome:
             outcome.expected += 1
         else:
             outcome.notes.append(f"--limit past the split: exit {result.returncode}: {result.stderr[-300:]}")
+    return outcome
+
+
+# a row each task cannot use, and the message naming what is wrong (the file and line come first)
+BAD_ROWS: list[tuple[str, str, dict | str, str]] = [
+    (
+        "arc_easy",
+        "test",
+        {"question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "C"},
+        "field 'answerKey' 'C' is not among the labels",
+    ),
+    (
+        "arc_easy",
+        "test",
+        {"question": "q", "choices": {"text": ["a", "b"], "label": ["A"]}, "answerKey": "A"},
+        "field 'choices.label' must hold 2 strings",
+    ),
+    (
+        "arc_easy",
+        "test",
+        {"question": 7, "choices": {"text": ["a"], "label": ["A"]}, "answerKey": "A"},
+        "field 'question' must be a string, found int",
+    ),
+    ("arc_easy", "test", {"question": "q", "choices": [], "answerKey": "A"}, "field 'choices' must be an object"),
+    (
+        "hellaswag",
+        "validation",
+        {"activity_label": "a", "ctx_a": "b", "ctx_b": "", "endings": [], "label": "0"},
+        "field 'endings' must be a non-empty list",
+    ),
+    (
+        "hellaswag",
+        "validation",
+        {"activity_label": "a", "ctx_a": "b", "ctx_b": "", "endings": ["1", "2", "3", "4"], "label": "7"},
+        "field 'label' must be 0..3",
+    ),
+    (
+        "hellaswag",
+        "validation",
+        {"activity_label": "a", "ctx_a": "b", "ctx_b": "", "endings": ["1", "2", "3", "4"], "label": True},
+        "field 'label' must be 0..3",
+    ),
+    (
+        "winogrande",
+        "validation",
+        {"sentence": "no blank here", "option1": "a", "option2": "b", "answer": "1"},
+        "field 'sentence' has no blank",
+    ),
+    (
+        "winogrande",
+        "validation",
+        {"sentence": "a _ b", "option1": "a", "option2": "b", "answer": "3"},
+        "field 'answer' must be '1' or '2'",
+    ),
+    ("winogrande", "validation", {"sentence": "a _ b", "option1": "", "option2": "b", "answer": "1"}, "field 'option1' is empty"),
+    ("lambada_openai", "test", {"text": 42}, "field 'text' must be a string, found int"),
+    ("lambada_openai", "test", {"text": "oneword"}, "field 'text' must be a passage ending in"),
+    ("lambada_openai", "test", '{"text": "a lone \\ud800 surrogate"}', "field 'text' holds a lone surrogate"),
+    ("lambada_openai", "test", '{"text": ' + "[" * 100_000 + "]" * 100_000 + "}", "JSON nested too deeply"),
+    ("lambada_openai", "test", "[1, 2]", "expected a JSON object, found list"),
+    ("gsm8k", "test", {"question": "q", "answer": "no final answer"}, "field 'answer' has no '#### <number>'"),
+    (
+        "mmlu",
+        "test",
+        {"question": "q", "subject": "s", "choices": ["a", "b", "c", "d"], "answer": 7},
+        "field 'answer' must be 0..3",
+    ),
+    (
+        "mmlu",
+        "test",
+        {"question": "q", "subject": "s", "choices": ["a", "b"], "answer": 0},
+        "field 'choices' must hold 4 strings",
+    ),
+    (
+        "mmlu",
+        "test",
+        {"question": "q", "subject": "s", "choices": ["a", "b", "c", "d"], "answer": "0"},
+        "field 'answer' must be an integer",
+    ),
+]
+
+
+def scenario_data_rows(model: Path) -> Outcome:
+    """Each task's rows with a field of the wrong type, empty, missing or out of range, and files
+    that are not UTF-8 text, empty, a directory or a FIFO."""
+    outcome = Outcome("data rows and files")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        env = environment(root)
+
+        def run(task: str) -> subprocess.CompletedProcess[str]:
+            args = ["--db", str(root / "a.db"), "eval", "-m", str(model), "--tasks", task, "--limit", "2", "--num-fewshot", "0"]
+            return cli(*args, env=env, timeout=60)
+
+        for task, split, row, message in BAD_ROWS:
+            path = root / task / f"{split}.jsonl"
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(row if isinstance(row, str) else json.dumps(row))
+            outcome.check_error(run(task), f"{split}.jsonl:1: {message}")
+        split = root / "lambada_openai" / "test.jsonl"
+        for content, message in [(b"\xff\xfe{}\n", "not UTF-8 text"), (b"", "no rows"), (b"\n\n", "no rows")]:
+            split.write_bytes(content)
+            outcome.check_error(run("lambada_openai"), message)
+        split.unlink()
+        split.mkdir()
+        outcome.check_error(run("lambada_openai"), "test.jsonl is a directory")
+        split.rmdir()
+        os.mkfifo(split)
+        try:
+            outcome.check_error(run("lambada_openai"), "test.jsonl is not a regular file")
+        except subprocess.TimeoutExpired:
+            outcome.tried += 1
+            outcome.crashes += 1
+            outcome.notes.append("a FIFO as a split: the run hung")
+    return outcome
+
+
+# --- option values, environment, outputs, stores, untrusted text ---
+
+
+def scenario_options(model: Path, data: Path) -> Outcome:
+    """Option values llama.cpp would assert on, wrap or corrupt memory with: refused at the boundary."""
+    outcome = Outcome("option values")
+    env = environment(data)
+    m = ["-m", str(model), "--tasks", "arc_easy", "--limit", "2"]
+    with tempfile.TemporaryDirectory() as tmp:
+        db = ["--db", str(Path(tmp) / "r.db")]
+        for args, message in [
+            (["eval", *m, "--batch-size", "8"], "'--batch-size': Input should be greater than or equal to 64"),
+            (["eval", *m, "--batch-size", "-1"], "'--batch-size'"),
+            (["eval", *m, "--n-ctx", "4294967297"], "'--n-ctx': Input should be less than or equal to 2147483647"),
+            (["eval", *m, "--n-ctx", "2000000000"], "KV cache of 4 slots x 2000000000 cells"),
+            (["eval", *m, "--threads", "0"], "'--threads'"),
+            (["eval", *m, "--num-fewshot", "-1"], "'--num-fewshot'"),
+            (["eval", *m, "--limit", "0"], "'--limit' / '-l'"),
+            (["eval", *m, "--limit", "two"], "valid integer"),
+            (["eval", *m, "--n-gpu-layers", "-2"], "'--n-gpu-layers'"),
+            (["eval", *m, "--n", "-1"], "'--n'"),
+            (["eval", *m, "--iters", "0"], "'--iters'"),
+            (["eval", *m, "--plan", "0,{1-2}x999999999"], "the most is 16384"),
+            (["sweep", *m, "--seeds", "0", "--variant", "random"], "'--seeds'"),
+            (["report", *m, "--variant", "looped-parallel", "--iters", "1-10000000000"], "iterations go from 1 to 16384"),
+            (["report", *m, "--variant", "looped-parallel", "--iters", "5-2"], "iterations go from 1 to 16384"),
+            (["similarity", "-m", str(model), "--docs", "0"], "'--docs'"),
+            (["eval", *m, "--tasks", "arc_easy,nope"], "nope"),
+            (["nosuch"], "No such command 'nosuch'"),
+        ]:
+            outcome.check_error(cli(*db, *args, env=env), message)
+    return outcome
+
+
+def scenario_environment(model: Path, data: Path) -> Outcome:
+    outcome = Outcome("environment")
+    m = ["eval", "-m", str(model), "--tasks", "arc_easy", "--limit", "2"]
+    with tempfile.TemporaryDirectory() as tmp:
+        a_file = Path(tmp) / "a-file"
+        a_file.write_text("x")
+        db = str(Path(tmp) / "r.db")
+        for extra, args, message in [
+            (
+                {"PAINTERS_GGUF_MEMORY_LIMIT": "infG"},
+                ["--db", db, *m],
+                "PAINTERS_GGUF_MEMORY_LIMIT='infG': write a positive size",
+            ),
+            ({"PAINTERS_GGUF_MEMORY_LIMIT": "-5G"}, ["--db", db, *m], "PAINTERS_GGUF_MEMORY_LIMIT='-5G'"),
+            ({"PAINTERS_GGUF_MEMORY_LIMIT": "lots"}, ["--db", db, *m], "PAINTERS_GGUF_MEMORY_LIMIT='lots'"),
+            ({"PAINTERS_GGUF_LOCK_TIMEOUT": "soon"}, ["--db", db, *m], "PAINTERS_GGUF_LOCK_TIMEOUT='soon'"),
+            ({"PAINTERS_GGUF_HOME": str(a_file)}, m, "exists and is not a folder"),
+            ({"PAINTERS_GGUF_HOME": "~nosuchuser-x/home"}, m, "~nosuchuser-x/home: Could not determine home directory"),
+            ({"PAINTERS_GGUF_DATA": "~nosuchuser-x/data"}, ["--db", db, *m], "Could not determine home directory"),
+            ({}, ["--db", "~nosuchuser-x/r.db", *m], "Could not determine home directory"),
+            ({}, ["--db", str(a_file / "r.db"), *m], "exists and is not a folder"),
+            ({}, ["--db", tmp, *m], "is a directory"),
+        ]:
+            outcome.check_error(cli(*args, env=environment(data, **extra)), message)
+    return outcome
+
+
+def scenario_outputs(model: Path, data: Path) -> Outcome:
+    """Outputs that would destroy an input or are not regular files: refused before any scoring,
+    the files left as they were; a folder takes the results as lm-eval does."""
+    outcome = Outcome("output paths")
+    env = environment(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        model_copy = root / "model.gguf"
+        model_copy.write_bytes(model.read_bytes())
+        db = root / "r.db"
+        base = ["--db", str(db), "eval", "-m", str(model_copy), "--tasks", "arc_easy", "--limit", "2"]
+        cli(*base, env=env)  # the store exists
+        fifo = root / "fifo"
+        os.mkfifo(fifo)
+        link = root / "link.json"
+        link.symlink_to(root / "target.json")
+        model_bytes, stored = model_copy.read_bytes(), store_docs(db)
+        for args, message in [
+            (["-o", str(db)], "is r.db, an input of this run"),
+            (["--log-samples", str(model_copy)], "is model.gguf, an input of this run"),
+            (["-o", str(fifo)], "is not a regular file"),
+            (["-o", "/dev/null"], "is not a regular file"),
+            (["-o", str(link)], "is a symbolic link"),
+            (["-o", str(model_copy / "x.json")], "Not a directory"),
+            (["-o", str(root / "same.json"), "--log-samples", str(root / "same.json")], "an input of this run"),
+            (["-o", str(data / "results.json")], "inside the benchmark data folder"),
+        ]:
+            outcome.check_error(cli(*base, *args, env=env), message)
+        outcome.lost += int(model_copy.read_bytes() != model_bytes) + int(store_docs(db) != stored)
+        outcome.lost += int(not stat.S_ISFIFO(os.lstat(fifo).st_mode)) + int(not link.is_symlink())
+        for args, folder in [
+            (["-o", str(root / "new" / "deeper" / "r.json")], None),  # missing parents are created
+            (["-o", str(root / "folder") + "/"], root / "folder" / "model"),  # a folder, as lm-eval's --output_path
+        ]:
+            outcome.tried += 1
+            result = cli(*base, *args, env=env)
+            written = [root / "new" / "deeper" / "r.json"] if folder is None else sorted(folder.glob("results_*.json"))
+            if result.returncode == 0 and written and all(p.is_file() and json.loads(p.read_text())["results"] for p in written):
+                outcome.expected += 1
+            else:
+                outcome.notes.append(f"{args}: exit {result.returncode}: {result.stderr[-300:]}")
+    return outcome
+
+
+def scenario_stores(model: Path, data: Path) -> Outcome:
+    """Stores from a newer schema, with a table missing, with damaged rows, or locked too long."""
+    outcome = Outcome("damaged stores")
+    env = environment(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        args = ["eval", "-m", str(model), "--tasks", "arc_easy", "--limit", "4", "--plan", "skip"]
+        clean = root / "clean.db"
+        first = cli("--db", str(clean), *args, "-o", str(root / "clean.json"), env=env)
+        if first.returncode != 0:
+            outcome.notes.append(first.stderr[-300:])
+            outcome.crashes += 1
+            return outcome
+
+        def damaged(name: str, *sql: str) -> Path:
+            path = root / f"{name}.db"
+            path.write_bytes(clean.read_bytes())
+            with sqlite3.connect(path) as con:
+                for statement in sql:
+                    con.execute(statement)
+            return path
+
+        newer = damaged("newer", "INSERT INTO migrations VALUES (99, 'future', '2030')")
+        outcome.check_error(cli("--db", str(newer), *args, env=env), "was written by a newer painters-gguf (schema 99")
+        missing = damaged("missing", "DROP TABLE docs")
+        outcome.check_error(cli("--db", str(missing), *args, env=env), "is damaged: table 'docs' is missing")
+        not_a_db = root / "text.db"
+        not_a_db.write_text("not a database, just text\n" * 100)
+        outcome.check_error(cli("--db", str(not_a_db), *args, env=env), "file is not a database")
+        # rows that are not JSON, or lack a metric: scored again, the same numbers as the clean run
+        rows = damaged(
+            "rows",
+            "UPDATE docs SET result = 'not json' WHERE doc_index = 1",
+            """UPDATE docs SET result = '{"acc": 1.0}' WHERE doc_index = 2""",
+        )
+        outcome.tried += 1
+        again = cli("--db", str(rows), *args, "-o", str(root / "again.json"), env=env)
+        clean_json, again_json = (json.loads((root / name).read_text()) for name in ("clean.json", "again.json"))
+        if (
+            again.returncode == 0
+            and "damaged stored documents" in again.stderr
+            and again_json["results"] == clean_json["results"]
+        ):
+            outcome.expected += 1
+        else:
+            outcome.lost += 1
+            outcome.notes.append(f"damaged rows: exit {again.returncode}: {again.stderr[-300:]}")
+        # a writer holding the lock past the timeout: the message names it
+        sys.path.insert(0, str(HERE.parent))
+        from painters_gguf.store import Store
+
+        holder = Store(clean)
+        holder.db.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+        try:
+            locked = cli("--db", str(clean), *args, "--limit", "6", env=environment(data, PAINTERS_GGUF_LOCK_TIMEOUT="1"))
+            outcome.check_error(locked, f"stayed locked for 1 s by another process (pid {os.getpid()} on ")
+        finally:
+            holder.db.execute("ROLLBACK")  # type: ignore[union-attr]
+            holder.close()
+    return outcome
+
+
+def scenario_untrusted_text(model: Path, data: Path) -> Outcome:
+    """Control characters in metadata and markup in file names reach the terminal made visible."""
+    import gguf
+
+    outcome = Outcome("untrusted text")
+    env = environment(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        reader = gguf.GGUFReader(str(model))
+        evil = Path(tmp) / "[reverse red]x.gguf"
+        writer = gguf.GGUFWriter(str(evil), "llama")
+        writer.add_name("\x1b[31mred\x1b[0m [bold]bold[/]")
+        for key, field in reader.fields.items():
+            if key.startswith(("llama.", "tokenizer.")):
+                writer.add_key_value(key, field.contents(), field.types[0], field.types[-1] if len(field.types) > 1 else None)
+        for tensor in reader.tensors:
+            writer.add_tensor(tensor.name, tensor.data)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        result = cli("plan", "skip", "-m", str(evil), env=env)
+        outcome.tried += 1
+        shown = result.stdout
+        if result.returncode == 0 and "\x1b" not in shown and "\\x1b[31mred" in shown and "[reverse red]x.gguf" in shown:
+            outcome.expected += 1
+        else:
+            outcome.notes.append(f"metadata and file name: exit {result.returncode}: {shown[:300]!r}")
     return outcome
 
 
@@ -154,14 +466,14 @@ def scenario_plans(model: Path, data: Path) -> Outcome:
         outcome.check_error(cli("plan", text, "-m", str(model), env=env), message)
     with tempfile.TemporaryDirectory() as tmp:
         db = str(Path(tmp) / "r.db")
-        limited = environment(data, PAINTERS_GGUF_MEMORY_LIMIT="64K")
+        # 50 MiB: the context's own cache and logits fit (49 MiB), the plan's 10 slots do not
+        limited = environment(data, PAINTERS_GGUF_MEMORY_LIMIT="50M")
         for command in (["eval", "--plan", "looped-parallel"], ["sweep", "--variant", "looped-parallel"]):
             result = cli(
                 "--db", db, command[0], "-m", str(model), *command[1:], "--tasks", "winogrande", "--limit", "1", env=limited
             )
-            outcome.check_error(result, "(10 slots x 2048 cells), more than the 64.0 KiB of memory available")
-        with sqlite3.connect(db) as con:  # refused before any work started
-            outcome.lost += con.execute("SELECT COUNT(*) FROM docs").fetchone()[0]
+            outcome.check_error(result, "10 slots x 2048 cells, logits for 256 tokens), more than the 50.0 MiB of memory")
+        outcome.lost += stored_documents(Path(db))  # refused before any work started
     return outcome
 
 
@@ -298,6 +610,12 @@ def run_all(good: Path, other_arch: Path, unknown_arch: Path, tiny: Path, data: 
     return [
         scenario_model_files(good, other_arch, unknown_arch, data),
         scenario_data_files(tiny, data),
+        scenario_data_rows(tiny),
+        scenario_options(tiny, data),
+        scenario_environment(tiny, data),
+        scenario_outputs(tiny, data),
+        scenario_stores(tiny, data),
+        scenario_untrusted_text(tiny, data),
         scenario_plans(tiny, data),
         *scenario_interruptions(tiny, data),
         scenario_concurrency(tiny, data),

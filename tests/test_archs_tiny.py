@@ -194,3 +194,18 @@ def test_reference_families_are_distinct() -> None:
     for i, a in enumerate(names):
         for b in names[i + 1 :]:
             assert outputs[a].shape != outputs[b].shape or relative_error(outputs[a], outputs[b]) > 1e-2
+
+
+def test_plans_that_leave_one_cache_empty_switch_back(swa_family) -> None:
+    """A plan of sliding-window layers only leaves the global cache without slots (and the other
+    way round); the next plan, and the model's own order, still set and run."""
+    reference, _, ctx = swa_family
+    swa_only = [layer for layer, swa in enumerate(reference.swa_pattern) if swa]
+    global_only = [layer for layer, swa in enumerate(reference.swa_pattern) if not swa]
+    full = [(layer,) for layer in range(reference.shape.n_layer)]
+    for layers in (swa_only, global_only, swa_only):
+        plan = Plan.sequential(layers)
+        ctx.set_plan(plan)
+        assert relative_error(ctx.logits(TOKENS), reference.logits(TOKENS, plan.executions())) < 1e-3
+        ctx.set_plan(None)
+        assert relative_error(ctx.logits(TOKENS), reference.logits(TOKENS, full)) < 1e-3

@@ -135,3 +135,29 @@ def test_metadata_prints_literally(tiny_weights: TinyWeights, tmp_path: Path, sh
     result = faults.cli("plan", "skip", "--n", "1", "-m", str(evil), env=faults.environment(shared_data))
     assert result.returncode == 0, result.stderr
     assert "'[bold red]pwned[/] {{ 7*7 }}'" in result.stdout  # neither markup nor a template
+
+
+def test_bad_data_rows_and_files(tiny_bpe_model) -> None:
+    outcome = faults.scenario_data_rows(tiny_bpe_model.path)
+    assert outcome.tried == len(faults.BAD_ROWS) + 5
+    assert_clean(outcome)
+
+
+def test_bad_option_values(tiny_bpe_model, shared_data: Path) -> None:
+    assert_clean(faults.scenario_options(tiny_bpe_model.path, shared_data))
+
+
+def test_bad_environment(tiny_bpe_model, shared_data: Path) -> None:
+    assert_clean(faults.scenario_environment(tiny_bpe_model.path, shared_data))
+
+
+def test_outputs_never_destroy_inputs(tiny_bpe_model, shared_data: Path) -> None:
+    assert_clean(faults.scenario_outputs(tiny_bpe_model.path, shared_data))
+
+
+def test_damaged_and_locked_stores(tiny_bpe_model, shared_data: Path) -> None:
+    assert_clean(faults.scenario_stores(tiny_bpe_model.path, shared_data))
+
+
+def test_untrusted_text_is_made_visible(tiny_bpe_model, shared_data: Path) -> None:
+    assert_clean(faults.scenario_untrusted_text(tiny_bpe_model.path, shared_data))

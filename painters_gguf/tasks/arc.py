@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from painters_gguf.tasks.base import MultipleChoiceTask, Split
+from painters_gguf.tasks.base import Field, MultipleChoiceTask, RowError, Split, text_list
 
-FIELDS = ("question", "choices", "answerKey")
+FIELDS = (Field("question"), Field("choices", dict), Field("answerKey"))
 
 
 class ARC(MultipleChoiceTask):
@@ -14,6 +14,12 @@ class ARC(MultipleChoiceTask):
         self.name = name
         self.eval_split = Split(name, "allenai/ai2_arc", config, "test", FIELDS)
         self.fewshot_split = Split(name, "allenai/ai2_arc", config, "train", FIELDS)
+
+    def check_row(self, row: dict) -> None:
+        texts = text_list(row["choices"].get("text"), "choices.text")
+        labels = text_list(row["choices"].get("label"), "choices.label", length=len(texts))
+        if row["answerKey"] not in labels:
+            raise RowError("answerKey", f"{row['answerKey']!r} is not among the labels {labels}")
 
     def doc_to_text(self, doc: dict) -> str:
         return f"Question: {doc['question']}\nAnswer:"

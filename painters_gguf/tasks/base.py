@@ -11,7 +11,49 @@ import enum
 import random
 from collections.abc import Sequence
 
+from painters_gguf.errors import PaintersError
 from painters_gguf.requests import Generation, LoglikelihoodRequest, LoglikelihoodResult
+
+
+class RowError(ValueError):
+    """A data row a task cannot use: names the field and what is wrong with it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"field {field!r} {problem}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """A field every row has: its JSON type; a string must be non-empty unless `may_be_empty`."""
+
+    name: str
+    kind: type = str  # str, int, list or dict
+    may_be_empty: bool = False
+
+
+KIND_NAMES = {str: "a string", int: "an integer", list: "a list", dict: "an object"}
+
+
+def valid_text(value: object, field: str, *, may_be_empty: bool = False) -> str:
+    """A string that is text: non-empty (unless allowed), encodable as UTF-8 (no lone surrogates)."""
+    if not isinstance(value, str):
+        raise RowError(field, f"must be a string, found {type(value).__name__}")
+    if not value.strip() and not may_be_empty:
+        raise RowError(field, "is empty")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise RowError(field, "holds a lone surrogate (not valid Unicode text)") from None
+    return value
+
+
+def text_list(value: object, field: str, *, length: int | None = None) -> list[str]:
+    """A non-empty list of texts (of exactly `length` where given)."""
+    if not isinstance(value, list) or not value:
+        raise RowError(field, "must be a non-empty list of strings")
+    if length is not None and len(value) != length:
+        raise RowError(field, f"must hold {length} strings, found {len(value)}")
+    return [valid_text(item, f"{field}[{i}]") for i, item in enumerate(value)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,7 +64,19 @@ class Split:
     hf_path: str
     hf_name: str | None
     split: str
-    fields: tuple[str, ...]  # every row must have these
+    fields: tuple[Field, ...]  # every row has these; the task checks what relates them
+
+    def check_fields(self, row: dict) -> None:
+        for field in self.fields:
+            if field.name not in row:
+                raise RowError(field.name, "is missing")
+            value = row[field.name]
+            if field.kind is object:  # any JSON value: the task checks it
+                continue
+            if field.kind is str:
+                valid_text(value, field.name, may_be_empty=field.may_be_empty)
+            elif isinstance(value, bool) or not isinstance(value, field.kind):
+                raise RowError(field.name, f"must be {KIND_NAMES[field.kind]}, found {type(value).__name__}")
 
     def describe(self) -> str:
         name = f" ({self.hf_name})" if self.hf_name else ""
@@ -67,6 +121,9 @@ class Task:
         higher-is-better metric (not perplexity)."""
         names = [m.name for m in self.metrics]
         return "acc_norm" if "acc_norm" in names else next(m.name for m in self.metrics if m.higher_is_better)
+
+    def check_row(self, row: dict) -> None:
+        """Raise RowError for a row this task cannot use (before anything reads it)."""
 
     # prompts (lm-eval's doc_to_text / doc_to_target / doc_to_choice)
 
@@ -114,6 +171,8 @@ class Task:
             return [[] for _ in docs]
         # none of our tasks names its test split as the few-shot split, so lm-eval draws exactly
         # num_fewshot and drops the document itself if it was drawn
+        if num_fewshot > len(pool):
+            raise PaintersError(f"{self.name}: {num_fewshot} few-shot examples asked, the few-shot split holds {len(pool)}")
         if self.sampler is Sampler.FIRST_N:
             return [[ex for ex in pool[:num_fewshot] if ex != doc] for doc in docs]
         rnd = random.Random(FEWSHOT_SEED)

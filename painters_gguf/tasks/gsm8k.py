@@ -8,9 +8,9 @@ import re
 from collections.abc import Sequence
 
 from painters_gguf.requests import Generation, LoglikelihoodResult
-from painters_gguf.tasks.base import Metric, Request, Split, Task
+from painters_gguf.tasks.base import Field, Metric, Request, RowError, Split, Task
 
-FIELDS = ("question", "answer")
+FIELDS = (Field("question"), Field("answer"))
 
 # lm-eval's two filters: strict-match takes the answer after "####", flexible-extract the last number
 STRICT = re.compile(r"#### (\-?[0-9\.\,]+)")
@@ -49,6 +49,10 @@ class GSM8K(Task):
     metrics = (Metric("exact_match,strict-match"), Metric("exact_match,flexible-extract"))
     until = ("Question:", "</s>", "<|im_end|>")
     max_tokens = 256
+
+    def check_row(self, row: dict) -> None:
+        if "####" not in row["answer"]:
+            raise RowError("answer", "has no '#### <number>' final answer")
 
     def doc_to_text(self, doc: dict) -> str:
         return f"Question: {doc['question']}\nAnswer:"

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import re
 
-from painters_gguf.tasks.base import MultipleChoiceTask, Split
+from painters_gguf.tasks.base import Field, MultipleChoiceTask, RowError, Split, text_list
 
-FIELDS = ("activity_label", "ctx_a", "ctx_b", "endings", "label")
+# the label is "0".."3" in Rowan/hellaswag; ctx_b may be empty
+FIELDS = (
+    Field("activity_label"),
+    Field("ctx_a"),
+    Field("ctx_b", may_be_empty=True),
+    Field("endings", list),
+    Field("label", object),
+)
 
 
 def preprocess(text: str) -> str:
@@ -21,6 +28,12 @@ class HellaSwag(MultipleChoiceTask):
     version = "1.0"
     eval_split = Split("hellaswag", "Rowan/hellaswag", None, "validation", FIELDS)
     fewshot_split = Split("hellaswag", "Rowan/hellaswag", None, "train", FIELDS)
+
+    def check_row(self, row: dict) -> None:
+        endings = text_list(row["endings"], "endings", length=4)
+        label = row["label"]
+        if isinstance(label, bool) or str(label).strip() not in {str(i) for i in range(len(endings))}:
+            raise RowError("label", f"must be 0..{len(endings) - 1} (an ending's index), found {label!r}")
 
     def process_docs(self, rows: list[dict]) -> list[dict]:
         docs = []

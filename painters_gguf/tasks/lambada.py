@@ -5,17 +5,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
-from painters_gguf.tasks.base import Metric, Request, Split, Task
+from painters_gguf.tasks.base import Field, Metric, Request, RowError, Split, Task
 
 
 class Lambada(Task):
     name = "lambada_openai"
     version = "1.0"
-    eval_split = Split("lambada_openai", "EleutherAI/lambada_openai", "default", "test", ("text",))
+    eval_split = Split("lambada_openai", "EleutherAI/lambada_openai", "default", "test", (Field("text"),))
     metrics = (Metric("perplexity", higher_is_better=False, aggregation="perplexity"), Metric("acc"))
 
     def __init__(self) -> None:
         self.fewshot_split = self.eval_split  # the only split
+
+    def check_row(self, row: dict) -> None:
+        *context, word = row["text"].split(" ")
+        if not context or not word.strip():
+            raise RowError("text", "must be a passage ending in ' <last word>'")
 
     def doc_to_text(self, doc: dict) -> str:
         return " ".join(doc["text"].split(" ")[:-1])

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from painters_gguf.tasks.base import Metric, MultipleChoiceTask, Sampler, Split
+from painters_gguf.tasks.base import Field, Metric, MultipleChoiceTask, RowError, Sampler, Split, text_list
 
-FIELDS = ("question", "subject", "choices", "answer")
+FIELDS = (Field("question"), Field("subject"), Field("choices", list), Field("answer", int))
 
 
 class MMLU(MultipleChoiceTask):
@@ -18,6 +18,11 @@ class MMLU(MultipleChoiceTask):
     fewshot_split = Split("mmlu", "cais/mmlu", "all", "dev", FIELDS)
     sampler = Sampler.FIRST_N
     metrics = (Metric("acc"),)
+
+    def check_row(self, row: dict) -> None:
+        text_list(row["choices"], "choices", length=4)
+        if not 0 <= row["answer"] <= 3:
+            raise RowError("answer", f"must be 0..3 (A..D), found {row['answer']}")
 
     def description(self, doc: dict) -> str:
         subject = doc["subject"].replace("_", " ")

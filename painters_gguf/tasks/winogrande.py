@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from painters_gguf.requests import LoglikelihoodRequest
-from painters_gguf.tasks.base import Metric, MultipleChoiceTask, Request, Split
+from painters_gguf.tasks.base import Field, Metric, MultipleChoiceTask, Request, RowError, Split
 
-FIELDS = ("sentence", "option1", "option2", "answer")
+FIELDS = (Field("sentence"), Field("option1"), Field("option2"), Field("answer"))
 
 
 class WinoGrande(MultipleChoiceTask):
@@ -20,6 +20,12 @@ class WinoGrande(MultipleChoiceTask):
     eval_split = Split("winogrande", "allenai/winogrande", "winogrande_xl", "validation", FIELDS)
     fewshot_split = Split("winogrande", "allenai/winogrande", "winogrande_xl", "train", FIELDS)
     metrics = (Metric("acc"),)
+
+    def check_row(self, row: dict) -> None:
+        if "_" not in row["sentence"]:
+            raise RowError("sentence", "has no blank '_' for the options")
+        if row["answer"] not in ("1", "2"):
+            raise RowError("answer", f"must be '1' or '2', found {row['answer']!r}")
 
     def doc_to_choice(self, doc: dict) -> list[str]:
         """The contexts: the sentence up to the blank, with each option in it."""

@@ -1,0 +1,137 @@
+"""Files written for the user (results JSON, sample logs, similarity matrices, figures): checked
+before any work starts, written whole or not at all.
+
+An output may not be an input of the same run (the results store, the model, the benchmark data),
+nor anything but a regular file (a directory, a FIFO, a device, a symbolic link); missing parent
+folders are created; the folder must be writable. Files are written to a temporary name beside
+the target and renamed over it, so a full disk or a crash never leaves half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from painters_gguf.errors import PaintersError
+
+
+def expand(path: str | os.PathLike[str]) -> Path:
+    """`~` and `~user` expanded; an unknown user is an error, not a traceback."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as err:  # Path.expanduser: "Could not determine home directory."
+        raise PaintersError(f"{path}: {err}") from None
+
+
+def check_output(path: Path, what: str, *, inputs: Iterable[Path] = (), input_dirs: Iterable[Path] = ()) -> Path:
+    """The path to write `what` to, refused if writing there would destroy something.
+
+    `inputs` are files of this run (store, model); `input_dirs` are folders whose files are inputs
+    (the benchmark data). Creates missing parent folders; checks the folder is writable.
+    """
+    path = expand(path)
+    try:
+        st: os.stat_result | None = os.lstat(path)
+    except FileNotFoundError:
+        st = None
+    except OSError as err:  # e.g. a path under a regular file: ENOTDIR
+        raise PaintersError(f"{what} {path}: {err.strerror}") from None
+    if st is not None:
+        if stat.S_ISLNK(st.st_mode):
+            raise PaintersError(f"{what} {path} is a symbolic link: give the file it points to, or another name")
+        if stat.S_ISDIR(st.st_mode):
+            raise PaintersError(f"{what} {path} is a directory: give a file name")
+        if not stat.S_ISREG(st.st_mode):
+            raise PaintersError(f"{what} {path} is not a regular file (a FIFO, socket or device): give a file name")
+    for other in inputs:
+        if _same_file(path, other):
+            raise PaintersError(f"{what} {path} is {other.name}, an input of this run: writing there would destroy it")
+    for folder in input_dirs:
+        if _inside(path, folder):
+            raise PaintersError(f"{what} {path} is inside the benchmark data folder {folder}: give a path outside it")
+    make_folder(path.parent, f"the folder of {what} {path}")
+    if not os.access(path.parent, os.W_OK):
+        raise PaintersError(f"{what} {path}: the folder {path.parent} is not writable")
+    if st is not None and not os.access(path, os.W_OK):
+        raise PaintersError(f"{what} {path} exists and is not writable")
+    return path
+
+
+def make_folder(folder: Path, what: str) -> None:
+    """mkdir -p, with one clear line when a part of the path is a file or not writable."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise PaintersError(f"{what}: {folder} exists and is not a folder") from None
+    except OSError as err:
+        raise PaintersError(f"{what}: cannot create {folder} ({err.strerror})") from None
+
+
+def _same_file(path: Path, other: Path) -> bool:
+    """Whether path is other, or one of SQLite's files beside it (-wal, -shm, -journal)."""
+    candidates = [other, *(other.with_name(other.name + suffix) for suffix in ("-wal", "-shm", "-journal"))]
+    for candidate in candidates:
+        try:
+            if path.exists() and candidate.exists() and path.samefile(candidate):
+                return True
+        except OSError:
+            pass
+        if os.path.abspath(path) == os.path.abspath(candidate):
+            return True
+    return False
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return Path(os.path.realpath(path)).is_relative_to(os.path.realpath(folder))
+    except OSError:
+        return False
+
+
+def write_text(path: Path, chunks: Iterable[str]) -> None:
+    """Write the chunks to a temporary file beside path and rename it over path."""
+    _write(path, [chunk.encode("utf-8") for chunk in chunks])
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    _write(path, [data])
+
+
+def _write(path: Path, chunks: Iterable[bytes]) -> None:
+    try:
+        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
+            part = Path(f.name)
+            try:
+                for chunk in chunks:
+                    f.write(chunk)
+                f.flush()
+                os.fsync(f.fileno())
+            except BaseException:
+                part.unlink(missing_ok=True)
+                raise
+        os.replace(part, path)
+    except OSError as err:
+        raise PaintersError(
+            f"could not write {path} ({err.strerror}); the scores are in the results store: run the same command again"
+        ) from None
+
+
+def finite(value: object) -> object:
+    """JSON-ready: NaN and infinities become None (JSON has no NaN), recursively."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite(item) for item in value]
+    return value
+
+
+def dumps(value: object, **kwargs: object) -> str:
+    """Always valid JSON (allow_nan=False after replacing non-finite numbers)."""
+    return json.dumps(finite(value), allow_nan=False, ensure_ascii=False, **kwargs)  # type: ignore[arg-type]
