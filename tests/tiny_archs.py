@@ -145,6 +145,25 @@ class TinyModel:
     def layer_tensors(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
+    def attention_tensors(self) -> dict[str, np.ndarray]:
+        """Separate Q, K and V projections and the output projection."""
+        s = self.shape
+        q, kv = s.n_head * s.head_dim, s.n_head_kv * s.head_dim
+        return {
+            "attn_q.weight": self.mat(q, s.n_embd),
+            "attn_k.weight": self.mat(kv, s.n_embd),
+            "attn_v.weight": self.mat(kv, s.n_embd),
+            "attn_output.weight": self.mat(s.n_embd, q),
+        }
+
+    def gated_ffn_tensors(self) -> dict[str, np.ndarray]:
+        s = self.shape
+        return {
+            "ffn_gate.weight": self.mat(s.n_ff, s.n_embd),
+            "ffn_up.weight": self.mat(s.n_ff, s.n_embd),
+            "ffn_down.weight": self.mat(s.n_embd, s.n_ff),
+        }
+
     def head_tensors(self) -> dict[str, np.ndarray]:
         s = self.shape
         return {"output_norm.weight": self.norm(), "output.weight": self.mat(s.n_vocab, s.n_embd)}
@@ -235,17 +254,12 @@ class Qwen2(TinyModel):
         q, kv = s.n_head * s.head_dim, s.n_head_kv * s.head_dim
         return {
             "attn_norm.weight": self.norm(),
-            "attn_q.weight": self.mat(q, s.n_embd),
+            **self.attention_tensors(),
             "attn_q.bias": self.bias(q),
-            "attn_k.weight": self.mat(kv, s.n_embd),
             "attn_k.bias": self.bias(kv),
-            "attn_v.weight": self.mat(kv, s.n_embd),
             "attn_v.bias": self.bias(kv),
-            "attn_output.weight": self.mat(s.n_embd, q),
             "ffn_norm.weight": self.norm(),
-            "ffn_gate.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_up.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_down.weight": self.mat(s.n_embd, s.n_ff),
+            **self.gated_ffn_tensors(),
         }
 
     def block(self, layer: int, h: np.ndarray) -> np.ndarray:
@@ -263,20 +277,13 @@ class Qwen3(TinyModel):
     arch = "qwen3"
 
     def layer_tensors(self) -> dict[str, np.ndarray]:
-        s = self.shape
-        q, kv = s.n_head * s.head_dim, s.n_head_kv * s.head_dim
         return {
             "attn_norm.weight": self.norm(),
-            "attn_q.weight": self.mat(q, s.n_embd),
-            "attn_k.weight": self.mat(kv, s.n_embd),
-            "attn_v.weight": self.mat(kv, s.n_embd),
-            "attn_q_norm.weight": self.norm(s.head_dim),
-            "attn_k_norm.weight": self.norm(s.head_dim),
-            "attn_output.weight": self.mat(s.n_embd, q),
+            **self.attention_tensors(),
+            "attn_q_norm.weight": self.norm(self.shape.head_dim),
+            "attn_k_norm.weight": self.norm(self.shape.head_dim),
             "ffn_norm.weight": self.norm(),
-            "ffn_gate.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_up.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_down.weight": self.mat(s.n_embd, s.n_ff),
+            **self.gated_ffn_tensors(),
         }
 
     def block(self, layer: int, h: np.ndarray) -> np.ndarray:
@@ -309,21 +316,14 @@ class Gemma3(TinyModel):
         super().__init__(shape, seed)
 
     def layer_tensors(self) -> dict[str, np.ndarray]:
-        s = self.shape
-        q, kv = s.n_head * s.head_dim, s.n_head_kv * s.head_dim
         return {
             "attn_norm.weight": self.norm(),
-            "attn_q.weight": self.mat(q, s.n_embd),
-            "attn_k.weight": self.mat(kv, s.n_embd),
-            "attn_v.weight": self.mat(kv, s.n_embd),
-            "attn_q_norm.weight": self.norm(s.head_dim),
-            "attn_k_norm.weight": self.norm(s.head_dim),
-            "attn_output.weight": self.mat(s.n_embd, q),
+            **self.attention_tensors(),
+            "attn_q_norm.weight": self.norm(self.shape.head_dim),
+            "attn_k_norm.weight": self.norm(self.shape.head_dim),
             "post_attention_norm.weight": self.norm(),
             "ffn_norm.weight": self.norm(),
-            "ffn_gate.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_up.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_down.weight": self.mat(s.n_embd, s.n_ff),
+            **self.gated_ffn_tensors(),
             "post_ffw_norm.weight": self.norm(),
         }
 
@@ -415,18 +415,11 @@ class Mistral3(TinyModel):
     arch = "mistral3"
 
     def layer_tensors(self) -> dict[str, np.ndarray]:
-        s = self.shape
-        q, kv = s.n_head * s.head_dim, s.n_head_kv * s.head_dim
         return {
             "attn_norm.weight": self.norm(),
-            "attn_q.weight": self.mat(q, s.n_embd),
-            "attn_k.weight": self.mat(kv, s.n_embd),
-            "attn_v.weight": self.mat(kv, s.n_embd),
-            "attn_output.weight": self.mat(s.n_embd, q),
+            **self.attention_tensors(),
             "ffn_norm.weight": self.norm(),
-            "ffn_gate.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_up.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_down.weight": self.mat(s.n_embd, s.n_ff),
+            **self.gated_ffn_tensors(),
         }
 
     def block(self, layer: int, h: np.ndarray) -> np.ndarray:
@@ -480,18 +473,12 @@ class Olmo2(TinyModel):
 
     def layer_tensors(self) -> dict[str, np.ndarray]:
         s = self.shape
-        q, kv = s.n_head * s.head_dim, s.n_head_kv * s.head_dim
         return {
-            "attn_q.weight": self.mat(q, s.n_embd),
-            "attn_k.weight": self.mat(kv, s.n_embd),
-            "attn_v.weight": self.mat(kv, s.n_embd),
-            "attn_q_norm.weight": self.norm(q),
-            "attn_k_norm.weight": self.norm(kv),
-            "attn_output.weight": self.mat(s.n_embd, q),
+            **self.attention_tensors(),
+            "attn_q_norm.weight": self.norm(s.n_head * s.head_dim),
+            "attn_k_norm.weight": self.norm(s.n_head_kv * s.head_dim),
             "post_attention_norm.weight": self.norm(),
-            "ffn_gate.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_up.weight": self.mat(s.n_ff, s.n_embd),
-            "ffn_down.weight": self.mat(s.n_embd, s.n_ff),
+            **self.gated_ffn_tensors(),
             "post_ffw_norm.weight": self.norm(),
         }
 
