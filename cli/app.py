@@ -36,9 +36,20 @@ def default_db() -> Path:
     return expand(os.environ.get("PAINTERS_GGUF_DB") or data_dir() / "results.db")
 
 
+def show_version(value: bool) -> None:
+    if value:
+        from painters_gguf import __version__
+
+        typer.echo(f"painters-gguf {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main_options(
     ctx: typer.Context,
+    version: Annotated[
+        bool, typer.Option("--version", is_eager=True, callback=show_version, metavar="", help="Print the version and exit.")
+    ] = False,
     db: Annotated[
         Path | None, typer.Option("--db", help="Results store (SQLite). Default: $PAINTERS_GGUF_DB or the user data dir.")
     ] = None,

@@ -12,30 +12,26 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from painters_gguf import metrics, outputs, variants
+from painters_gguf import metrics, outputs, sweeps, variants
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out, untrusted
+from painters_gguf.cli.render import fmt
 from painters_gguf.cli.session import open_session, progress_bar
 from painters_gguf.data import data_dir
 from painters_gguf.evaluate import PreparedTask, Progress, TaskScores
+from painters_gguf.outputs import expand
 from painters_gguf.plan import Plan
 from painters_gguf.report import results_json, sample_records, write_json, write_samples
 
 
-def fmt(value: float | None, stderr: float | None = None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.4f}" + (f" ± {stderr:.4f}" if stderr is not None else "")
-
-
 def scores_table(title: str, prepared: list[PreparedTask], plan_scores: list[TaskScores], full_scores: list[TaskScores]) -> Table:
-    table = Table(title=title)
+    table = Table(title=title, caption="± the standard error; norm.: normalized, 0 = chance, 1 = the full model")
     table.add_column("task")
     table.add_column("metric")
     table.add_column("n", justify="right")
-    table.add_column("score ± stderr", justify="right")
-    table.add_column("full model", justify="right")
-    table.add_column("normalized", justify="right")
+    table.add_column("score ± se", justify="right")
+    table.add_column("full", justify="right")
+    table.add_column("norm.", justify="right")
     for prep, plan_s, full_s in zip(prepared, plan_scores, full_scores, strict=True):
         for metric in prep.task.metrics:
             value, stderr = plan_s.scores[metric.name]
@@ -79,7 +75,7 @@ def eval_command(
     scoring: options.Scoring,
 ) -> None:
     """Score a plan on benchmarks, next to the unmodified model and normalized (0 = chance, 1 = full model)."""
-    session = open_session(db=ctx.obj.db, scoring=scoring)
+    session = open_session(db=expand(scoring.db) if scoring.db else ctx.obj.db, scoring=scoring)
     path, llm, prepared, evaluator = session.path, session.model, session.prepared, session.evaluator
     # every output checked before any scoring: none may be an input of this run
     inputs, data_folder = [path, evaluator.store.path], [data_dir(scoring.data)]
@@ -100,13 +96,19 @@ def eval_command(
     with progress_bar() as bar:
 
         def progress_for(p: Plan, prep: PreparedTask) -> Progress:
+            todo = evaluator.todo(p, prep)
+            if todo == 0:  # all from the store: no bar
+                return lambda n: None
             label = "full model" if p == evaluator.full_plan else "plan"
-            job = bar.add_task(f"{prep.task.name} ({label})", total=evaluator.todo(p, prep))
-            return functools.partial(bar.advance, job)
+            return functools.partial(bar.advance, bar.add_task(f"{prep.task.name} ({label})", total=todo))
 
         plan_scores, full_scores = evaluator.run_with_full_model(layer_plan, prepared, progress_for)
+    for prep, full_s in zip(prepared, full_scores, strict=True):
+        warning = sweeps.near_chance(prep, full_s)
+        if warning is not None:
+            evaluator.notes.append(warning)
     for note in evaluator.notes:
-        err.print(f"[yellow]note:[/] {untrusted(note)}")
+        err.print(f"[yellow]note:[/] {untrusted(note)}", soft_wrap=True)
     out.print(scores_table(f"{untrusted(path.name)} · plan {layer_plan.text}", prepared, plan_scores, full_scores))
     if results_path is not None:
         config = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 import inspect
 import typing
@@ -30,11 +31,12 @@ Limit = Annotated[
     int | None,
     typer.Option("--limit", "-l", min=1, help="Score only the first L documents of each task (mmlu: of each subject)."),
 ]
-Threads = Annotated[int | None, typer.Option("--threads", min=1, max=4096, help="CPU threads (default: all cores).")]
+Threads = Annotated[int | None, typer.Option("--threads", "-t", min=1, max=4096, help="CPU threads (default: all cores).")]
 NCtx = Annotated[
     int,
     typer.Option(
         "--n-ctx",
+        "-c",
         min=16,
         max=MAX_CELLS,
         help="Longest request in tokens; longer ones are truncated from the left, as lm-eval does.",
@@ -44,12 +46,15 @@ BatchSize = Annotated[
     int,
     typer.Option(
         "--batch-size",
+        "-b",
         min=SEQUENCES_PER_BATCH,
         max=MAX_CELLS,
         help=f"Tokens per decode batch (up to {SEQUENCES_PER_BATCH} requests are packed into each).",
     ),
 ]
-NGpuLayers = Annotated[int, typer.Option("--n-gpu-layers", min=-1, help="Layers to offload to the GPU (CUDA builds; -1: all).")]
+NGpuLayers = Annotated[
+    int, typer.Option("--n-gpu-layers", "-ngl", min=-1, help="Layers to offload to the GPU (CUDA builds; -1: all).")
+]
 DataDir = Annotated[
     Path | None, typer.Option("--data-dir", help="Benchmark JSONL folder (default: $PAINTERS_GGUF_DATA or the user data dir).")
 ]
@@ -57,19 +62,40 @@ NumFewshot = Annotated[
     int | None,
     typer.Option("--num-fewshot", min=0, help="Few-shot examples (default: lm-eval's per task: 5 for gsm8k, else 0)."),
 ]
+
+
+class FlashAttention(str, enum.Enum):
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
 AddBos = Annotated[
     bool | None,
     typer.Option(
-        "--add-bos/--no-add-bos", help="Start every request with BOS (default, as lm-eval: yes for Gemma models, no otherwise)."
+        "--add-bos/--no-add-bos",
+        metavar="",
+        help="Start every request with BOS (default, as lm-eval: yes for Gemma models, no otherwise).",
     ),
 ]
 
+
+FlashAttn = Annotated[
+    FlashAttention,
+    typer.Option("--flash-attn", "-fa", case_sensitive=False, help="Flash attention: on, off or auto (llama.cpp decides)."),
+]
+Db = Annotated[
+    Path | None,
+    typer.Option(
+        "--db", help="Results store (SQLite); also accepted before the command. Default: $PAINTERS_GGUF_DB or the user data dir."
+    ),
+]
 
 DEFAULT_TASKS = "arc_easy,hellaswag,winogrande,lambada_openai"
 TaskNames = Annotated[
     str,
     typer.Option(
-        "--tasks", "-t", help="Comma list of arc_easy, arc_challenge, hellaswag, winogrande, lambada_openai, gsm8k, mmlu; or all."
+        "--tasks", help="Comma list of arc_easy, arc_challenge, hellaswag, winogrande, lambada_openai, gsm8k, mmlu; or all."
     ),
 ]
 
@@ -87,7 +113,9 @@ class Scoring:
     n_ctx: int
     batch_size: int
     n_gpu_layers: int
+    flash_attn: FlashAttention
     data: Path | None
+    db: Path | None  # --db after the command; None: the one before it, or the default
 
     def settings(self) -> Settings:
         return Settings(
@@ -96,6 +124,7 @@ class Scoring:
             add_bos=self.add_bos,
             batch_size=self.batch_size,
             n_gpu_layers=self.n_gpu_layers,
+            flash_attn=self.flash_attn.value,
         )
 
 
@@ -109,7 +138,9 @@ def _scoring_options(
     n_ctx: NCtx = 2048,
     batch_size: BatchSize = 256,
     n_gpu_layers: NGpuLayers = 0,
+    flash_attn: FlashAttn = FlashAttention.AUTO,
     data: DataDir = None,
+    db: Db = None,
 ) -> None:
     """The CLI form of Scoring's fields (a signature only)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 
@@ -13,10 +14,22 @@ from painters_gguf.sweeps import Cell, iteration_grid
 from painters_gguf.variants import VARIANTS, Axis, Variant
 
 
-def fmt(value: float | None, spread: float | None = None) -> str:
+def number(value: float | None) -> str:
+    """Three decimals, or three significant digits with an exponent past 10^4 and below 10^-3
+    (2751464570.76 -> 2.75e9); the same everywhere in tables."""
     if value is None:
         return "-"
-    return f"{value:.3f}" + (f" ± {spread:.3f}" if spread is not None else "")
+    if not math.isfinite(value):
+        return str(value)
+    if value != 0 and not 1e-3 <= abs(value) < 1e4:
+        mantissa, exponent = f"{value:.2e}".split("e")
+        return f"{mantissa}e{int(exponent)}"
+    return f"{value:.3f}"
+
+
+def fmt(value: float | None, spread: float | None = None) -> str:
+    """A value, and its standard error or spread after ±."""
+    return number(value) + (f" ± {number(spread)}" if value is not None and spread is not None else "")
 
 
 def shade(value: float | None, low: float = 0.0, high: float = 1.0) -> str:

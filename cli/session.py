@@ -43,11 +43,16 @@ def open_session(*, db: Path, scoring: Scoring) -> Session:
         raise PaintersError("--limit takes a number >= 1")
     chosen = tasks.select(scoring.task_names)
     path, llm = load_model(scoring.model, n_gpu_layers=scoring.n_gpu_layers)
-    settings = scoring.settings().for_model(llm.arch)
+    settings = scoring.settings().for_model(llm.arch, llm.n_layer)
     with err.status("reading the tasks ..."):
         prepared = [prepare(task, data_dir(scoring.data), scoring.limit, settings) for task in chosen]
     scorer = Scorer(
-        llm, max_length=settings.max_length, n_batch=settings.batch_size, threads=scoring.threads, add_bos=bool(settings.add_bos)
+        llm,
+        max_length=settings.max_length,
+        n_batch=settings.batch_size,
+        threads=scoring.threads,
+        add_bos=bool(settings.add_bos),
+        flash_attn=settings.flash_attn,
     )
     return Session(path, Evaluator(scorer, Store(db), settings), prepared)
 

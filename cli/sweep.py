@@ -16,6 +16,7 @@ from painters_gguf.cli.render import looped_heatmap, summary_table, sweep_table
 from painters_gguf.cli.session import Session, open_session, progress_bar
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import TaskScores
+from painters_gguf.outputs import expand
 from painters_gguf.variants import VARIANTS, Variant
 
 VariantOption = Annotated[
@@ -46,6 +47,8 @@ def _cells(session: Session, variant_spec: str, seeds: int, iters: str, compute:
     evaluator.scorer.ctx.check_plan(max(plans, key=lambda plan: plan.n_slots))  # the largest, up front
     total = sum(evaluator.todo(plan, prep) for plan in plans for prep in session.prepared)
     err.print(f"{untrusted(session.path.name)}: {len(plans)} plans x {len(session.prepared)} tasks, {total} documents to score")
+    if total == 0:  # all from the store: no bar
+        return sweeps.run(evaluator, grids, session.prepared, compute=True)
     with progress_bar() as bar:
         job = bar.add_task("sweep", total=total)
         return sweeps.run(evaluator, grids, session.prepared, compute=True, progress=lambda k: bar.advance(job, k))
@@ -79,7 +82,7 @@ def sweep(
     scoring: options.Scoring,
 ) -> None:
     """Score the paper's sweeps (every N; random over seeds; looped parallel over iterations) through the store."""
-    session = open_session(db=ctx.obj.db, scoring=scoring)
+    session = open_session(db=expand(scoring.db) if scoring.db else ctx.obj.db, scoring=scoring)
     _show(session, *_cells(session, variant, seeds, iters, compute=True))
 
 
@@ -100,7 +103,7 @@ def report(
     scoring: options.Scoring,
 ) -> None:
     """Show sweeps from the results store as tables and terminal heatmaps; --plot writes figures. Computes nothing."""
-    session = open_session(db=ctx.obj.db, scoring=scoring)
+    session = open_session(db=expand(scoring.db) if scoring.db else ctx.obj.db, scoring=scoring)
     if plot is not None:  # before anything else: a folder for the figures that can be written
         plot = outputs.expand(plot)
         outputs.make_folder(plot, "--plot")

@@ -32,14 +32,18 @@ class Settings:
     max_length: int = 2048  # --n-ctx: longer requests are truncated from the left
     add_bos: bool | None = None  # None: default_add_bos(the model's architecture)
     batch_size: int = 256  # tokens per decode: which documents share a batch changes quantized numerics
-    n_gpu_layers: int = 0  # the backend changes the numerics too
+    n_gpu_layers: int = 0  # the backend changes the numerics too (-1: all)
+    flash_attn: str = "auto"  # "auto", "on" or "off": another attention kernel, other numerics
 
     def shots(self, task: Task) -> int:
         return task.num_fewshot if self.num_fewshot is None else self.num_fewshot
 
-    def for_model(self, arch: str) -> Settings:
-        """These settings with add_bos decided for a model of this architecture."""
-        return self if self.add_bos is not None else dataclasses.replace(self, add_bos=default_add_bos(arch))
+    def for_model(self, arch: str, n_layer: int) -> Settings:
+        """These settings for a model: add_bos decided by its architecture, and GPU layers that
+        mean the same written the same (-1, and any count from n_layer up, are all layers)."""
+        add_bos = default_add_bos(arch) if self.add_bos is None else self.add_bos
+        n_gpu_layers = -1 if self.n_gpu_layers < 0 or self.n_gpu_layers >= n_layer else self.n_gpu_layers
+        return dataclasses.replace(self, add_bos=add_bos, n_gpu_layers=n_gpu_layers)
 
     def key(self, task: Task) -> dict:
         assert self.add_bos is not None, "settings used before for_model()"
@@ -50,6 +54,8 @@ class Settings:
             "batch_size": self.batch_size,
             "n_gpu_layers": self.n_gpu_layers,
             "packing": PACKING,
+            # only when not the default, so that stores written before the option keep their keys
+            **({"flash_attn": self.flash_attn} if self.flash_attn != "auto" else {}),
         }
 
 
@@ -114,7 +120,7 @@ class Evaluator:
         self.scorer = scorer
         self.store = store
         self.model = scorer.model
-        self.settings = settings.for_model(self.model.arch)
+        self.settings = settings.for_model(self.model.arch, self.model.n_layer)
         self.full_plan = variants.full(self.model.n_layer)
         self._plan: Plan | None = None
         self.notes: list[str] = []  # what a user should hear about: damaged stored documents scored again

@@ -150,10 +150,27 @@ def test_bos_follows_lm_eval_unless_told() -> None:
     """lm-eval gives Gemma models a BOS and no other HF causal model; an explicit choice wins."""
     from painters_gguf.evaluate import Settings
 
-    assert Settings().for_model("gemma3").add_bos is True
-    assert Settings().for_model("gemma2").add_bos is True
-    assert Settings().for_model("llama").add_bos is False
-    assert Settings().for_model("qwen2").add_bos is False
-    assert Settings(add_bos=False).for_model("gemma3").add_bos is False
-    assert Settings(add_bos=True).for_model("llama").add_bos is True
-    assert Settings().for_model("gemma3").key(TASKS["arc_easy"])["add_bos"] is True
+    assert Settings().for_model("gemma3", 18).add_bos is True
+    assert Settings().for_model("gemma2", 26).add_bos is True
+    assert Settings().for_model("llama", 30).add_bos is False
+    assert Settings().for_model("qwen2", 24).add_bos is False
+    assert Settings(add_bos=False).for_model("gemma3", 18).add_bos is False
+    assert Settings(add_bos=True).for_model("llama", 30).add_bos is True
+    assert Settings().for_model("gemma3", 18).key(TASKS["arc_easy"])["add_bos"] is True
+
+
+def test_gpu_layers_that_mean_the_same_are_one_key() -> None:
+    """-1 and any count from the layer count up all offload every layer: one store key."""
+    from painters_gguf.evaluate import Settings
+
+    keys = {Settings(n_gpu_layers=n).for_model("llama", 30).key(TASKS["arc_easy"])["n_gpu_layers"] for n in (-1, 30, 99)}
+    assert keys == {-1}
+    assert Settings(n_gpu_layers=29).for_model("llama", 30).key(TASKS["arc_easy"])["n_gpu_layers"] == 29
+    assert Settings(n_gpu_layers=0).for_model("llama", 30).key(TASKS["arc_easy"])["n_gpu_layers"] == 0
+
+
+def test_flash_attention_joins_the_key_only_when_set() -> None:
+    from painters_gguf.evaluate import Settings
+
+    assert "flash_attn" not in Settings().for_model("llama", 30).key(TASKS["arc_easy"])  # stores written before keep their keys
+    assert Settings(flash_attn="off").for_model("llama", 30).key(TASKS["arc_easy"])["flash_attn"] == "off"
