@@ -10,7 +10,7 @@ import numpy as np
 from rich.table import Table
 from rich.text import Text
 
-from painters_gguf.sweeps import Cell, iteration_grid
+from painters_gguf.sweeps import Cell, Summary, coverage, iteration_grid
 from painters_gguf.variants import VARIANTS, Axis, Variant
 
 
@@ -42,7 +42,10 @@ def shade(value: float | None, low: float = 0.0, high: float = 1.0) -> str:
 
 def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[str], n_layer: int) -> Table:
     """Figs. 2, 4-9: a row per N (or layer), normalized primary metric per task and their mean."""
-    title = f"{variant.value}: normalized scores (0 = chance, 1 = full model)"
+    done, total = coverage(cells)
+    seeds = len({c.point.seed for c in cells if c.point.seed is not None})
+    over = f", {seeds} seeds per N" if seeds else ""
+    title = f"{variant.value}: normalized scores (0 = chance, 1 = full model); {done} of {total} points scored{over}"
     table = Table(title=title)
     by_layer = VARIANTS[variant].axis == Axis.LAYER
     first = "layer n" if by_layer else "N (M middle layers)"
@@ -121,12 +124,14 @@ def looped_heatmap(cells: Sequence[Cell], n_layer: int) -> Table:
     )
 
 
-def summary_table(summary: dict[Variant, tuple[float | None, float | None]]) -> Table:
-    """Fig. 11: every variant's mean and median normalized score."""
+def summary_table(summary: dict[Variant, Summary]) -> Table:
+    """Fig. 11: every variant's mean and median normalized score, and the grid it rests on."""
     table = Table(title="all variants: normalized scores over every N and task")
     table.add_column("variant")
     table.add_column("mean", justify="right")
     table.add_column("median", justify="right")
-    for variant, (mean, median) in sorted(summary.items(), key=lambda kv: -(kv[1][1] if kv[1][1] is not None else -9)):
-        table.add_row(variant.value, fmt(mean), fmt(median))
+    table.add_column("points", justify="right")
+    table.add_column("scores", justify="right")
+    for variant, entry in sorted(summary.items(), key=lambda kv: -kv[1].median):
+        table.add_row(variant.value, fmt(entry.mean), fmt(entry.median), str(entry.points), str(entry.values))
     return table

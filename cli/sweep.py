@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from painters_gguf import outputs, sweeps, variants
 from painters_gguf.cli import options
@@ -42,7 +41,15 @@ def _cells(session: Session, variant_spec: str, seeds: int, iters: str, compute:
     }
     evaluator = session.evaluator
     if not compute:
-        return sweeps.run(evaluator, grids, session.prepared, compute=False)
+        adopted = evaluator.adopt_stored_settings(session.prepared)
+        if adopted is not None:
+            evaluator.notes.append(adopted)
+        cells, full = sweeps.run(evaluator, grids, session.prepared, compute=False)
+        for variant in cells:
+            cells[variant], note = sweeps.stored_seeds(cells[variant], seeds)
+            if note is not None:
+                evaluator.notes.append(note)
+        return cells, full
     plans = {evaluator.full_plan, *(p.plan for points in grids.values() for p in points)}
     evaluator.scorer.ctx.check_plan(max(plans, key=lambda plan: plan.n_slots))  # the largest, up front
     total = sum(evaluator.todo(plan, prep) for plan in plans for prep in session.prepared)
@@ -62,14 +69,18 @@ def _show(session: Session, cells: Cells, full: FullScores) -> None:
         if VARIANTS[variant].looped and len({c.point.iters for c in variant_cells}) > 1:
             out.print(looped_heatmap(variant_cells, n_layer))
     middle = {v: group for v, group in cells.items() if v in variants.MIDDLE_VARIANTS}  # Fig. 11 compares these
+    notes = session.evaluator.notes
     if len(middle) > 1:
-        out.print(summary_table(sweeps.summarize([c for group in middle.values() for c in group])))
-    for note in session.evaluator.notes:
-        err.print(f"[yellow]note:[/] {untrusted(note)}")
+        summary, left_out = sweeps.summarize([c for group in middle.values() for c in group])
+        notes += left_out
+        if len(summary) > 1:  # a comparison needs two complete grids
+            out.print(summary_table(summary))
     for prep in session.prepared:
         warning = sweeps.near_chance(prep, full[prep.task.name])
         if warning is not None:
-            err.print(f"[yellow]note:[/] {escape(warning)}")
+            notes.append(warning)
+    for note in notes:
+        err.print(f"[yellow]note:[/] {untrusted(note)}", soft_wrap=True)
 
 
 @options.with_scoring_options()
@@ -114,6 +125,10 @@ def report(
     if plot is not None:
         from painters_gguf import figures
 
-        names = [prep.task.name for prep in session.prepared]
-        for path in figures.write_all(plot, session.path.name, session.model.n_layer, cells, names, similarity):
-            err.print(f"wrote {escape(str(path))}")
+        name = session.model.meta("general.name") or session.path.name  # the model's name, as its card gives it
+        tasks = [prep.task for prep in session.prepared]
+        written, notes = figures.write_all(plot, name, session.model.n_layer, cells, tasks, similarity)
+        for path in written:
+            err.print(f"wrote {untrusted(path)}")
+        for note in notes:
+            err.print(f"[yellow]note:[/] {untrusted(note)}", soft_wrap=True)

@@ -5,6 +5,7 @@ committed as they finish, and every aggregate is computed from exactly the docum
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -44,6 +45,18 @@ class Settings:
         add_bos = default_add_bos(arch) if self.add_bos is None else self.add_bos
         n_gpu_layers = -1 if self.n_gpu_layers < 0 or self.n_gpu_layers >= n_layer else self.n_gpu_layers
         return dataclasses.replace(self, add_bos=add_bos, n_gpu_layers=n_gpu_layers)
+
+    @classmethod
+    def from_key(cls, key: dict) -> Settings:
+        """The settings a stored key was written with (the inverse of key())."""
+        return cls(
+            num_fewshot=key["num_fewshot"],
+            max_length=key["n_ctx"],
+            add_bos=key["add_bos"],
+            batch_size=key["batch_size"],
+            n_gpu_layers=key["n_gpu_layers"],
+            flash_attn=key.get("flash_attn", "auto"),
+        )
 
     def key(self, task: Task) -> dict:
         assert self.add_bos is not None, "settings used before for_model()"
@@ -187,9 +200,30 @@ class Evaluator:
         return self._scores(prepared, done)
 
     def stored(self, plan: Plan, prepared: PreparedTask) -> TaskScores | None:
-        """The scores if the store has every document asked for; computes nothing."""
-        done, _ = self._stored(self.store.run_id(self.run_key(plan, prepared.task)), prepared.task)
+        """The scores if the store has every document asked for; computes and writes nothing."""
+        run_id = self.store.find_run(self.run_key(plan, prepared.task))
+        if run_id is None:
+            return None
+        done, _ = self._stored(run_id, prepared.task)
         return self._scores(prepared, done) if all(i in done for i in prepared.indices) else None
+
+    def adopt_stored_settings(self, prepared: Sequence[PreparedTask]) -> str | None:
+        """When the store holds no full-model results with these settings but holds them with one
+        other set, use that one (report computes nothing: only the key changes); says which."""
+        if any(self.stored(self.full_plan, prep) is not None for prep in prepared):
+            return None
+        found = {
+            json.dumps(settings, sort_keys=True): settings
+            for prep in prepared
+            for settings in self.store.settings_with_results(self.model.sha256, self.full_plan.text, prep.task.name)
+            if settings.get("packing") == PACKING
+        }
+        if len(found) != 1:
+            return None
+        stored = Settings.from_key(next(iter(found.values())))
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(next(iter(found.values())).items()) if k != "packing")
+        self.settings = stored
+        return f"no results with the settings given; showing those the store holds: {shown}"
 
     @staticmethod
     def _scores(prepared: PreparedTask, done: dict[int, dict]) -> TaskScores:

@@ -11,7 +11,8 @@ import numpy as np
 
 from painters_gguf import outputs
 from painters_gguf.errors import PaintersError
-from painters_gguf.sweeps import Cell, iteration_grid, summarize
+from painters_gguf.sweeps import Cell, Summary, iteration_grid, summarize
+from painters_gguf.tasks.base import Task
 from painters_gguf.variants import MIDDLE_VARIANTS, VARIANTS, Axis, Variant
 
 
@@ -41,32 +42,50 @@ def _save(fig, folder: Path, stem: str) -> list[Path]:  # noqa: ANN001
     return paths
 
 
-def variant_figure(folder: Path, model: str, variant: Variant, cells: Sequence[Cell], tasks: Sequence[str]) -> list[Path]:
-    """Figs. 2, 4-9: normalized score against N (or the layer) for each task."""
+# a curve needs this many points to mean anything; fewer and the figure is not written
+MIN_POINTS = 2
+
+
+def variant_figure(
+    folder: Path, model: str, variant: Variant, cells: Sequence[Cell], tasks: Sequence[Task]
+) -> tuple[list[Path], str | None]:
+    """Figs. 2, 4-9: normalized score against N (or the layer) for each task, with a band of one
+    standard error (random: the spread over seeds). Returns the files, or a note why none."""
+    looped = VARIANTS[variant].looped  # drawn at 3 iterations, as the paper's Figs. 4-9
+    kept = [c for c in cells if c.point.iters in (None, 3) or not looped]
+    xs = sorted({c.point.n for c in kept})
+    curves: list[tuple[Task, np.ndarray, np.ndarray, int]] = []
+    for task in tasks:
+        means, bands, counts = [], [], []
+        for x in xs:
+            at_x = [c for c in kept if c.point.n == x and c.normalized[task.name] is not None]
+            values = [v for c in at_x if (v := c.normalized[task.name]) is not None]
+            errors = [e for c in at_x if (e := c.stderr.get(task.name)) is not None]
+            if VARIANTS[variant].seeded:
+                bands.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+            else:
+                bands.append(errors[0] if errors else 0.0)
+            means.append(statistics.fmean(values) if values else np.nan)
+            counts.append(at_x[0].n[task.name] if at_x else 0)
+        if sum(np.isfinite(means)) >= MIN_POINTS:
+            curves.append((task, np.array(means), np.array(bands), max(counts)))
+    if not curves:
+        return [], f"{variant.value}: fewer than {MIN_POINTS} scored points per task; no figure written"
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    looped = VARIANTS[variant].looped  # drawn at 3 iterations, as the paper's Figs. 4-9
-    xs = sorted({c.point.n for c in cells if c.point.iters in (None, 3) or not looped})
-    for task in tasks:
-        means, spreads = [], []
-        for x in xs:
-            values = [
-                value
-                for c in cells
-                if c.point.n == x and (value := c.normalized[task]) is not None and (not looped or c.point.iters in (None, 3))
-            ]
-            means.append(statistics.fmean(values) if values else np.nan)
-            spreads.append(statistics.stdev(values) if len(values) > 1 else 0.0)
-        ax.errorbar(xs, means, yerr=spreads if VARIANTS[variant].seeded else None, marker="o", ms=3, capsize=2, label=task)
+    for task, curve, band, n in curves:
+        line = ax.plot(xs, curve, marker="o", ms=3, label=f"{task.name} ({task.primary_metric}, n={n})")[0]
+        ax.fill_between(xs, curve - band, curve + band, color=line.get_color(), alpha=0.2, lw=0)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
     ax.set_xlabel("layer n" if VARIANTS[variant].axis == Axis.LAYER else "N (layers 0..N and T-N..T-1 kept)")
-    ax.set_ylabel("normalized score (0 = chance, 1 = full model)")
+    spread = "the spread over seeds" if VARIANTS[variant].seeded else "± one standard error"
+    ax.set_ylabel(f"normalized score (0 = chance, 1 = full model)\nband: {spread}", fontsize=9)
     ax.set_title(f"{VARIANTS[variant].title} · {_literal(model)}")
     ax.legend(fontsize=8)
     paths = _save(fig, folder, f"fig-{variant.value}")
     plt.close(fig)
-    return paths
+    return paths, None
 
 
 def looped_figure(folder: Path, model: str, cells: Sequence[Cell], n_layer: int) -> list[Path]:
@@ -89,16 +108,15 @@ def looped_figure(folder: Path, model: str, cells: Sequence[Cell], n_layer: int)
     return paths
 
 
-def summary_figure(folder: Path, model: str, cells: Sequence[Cell]) -> list[Path]:
-    """Fig. 11: every variant's mean and median normalized score."""
+def summary_figure(folder: Path, model: str, summary: dict[Variant, Summary]) -> list[Path]:
+    """Fig. 11: every variant's mean and median normalized score (complete grids only)."""
     plt = _pyplot()
-    summary = {v: s for v, s in summarize(cells).items() if s[0] is not None}
-    order = sorted(summary, key=lambda v: -summary[v][1])  # type: ignore[operator]
+    order = sorted(summary, key=lambda v: -summary[v].median)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     x = np.arange(len(order))
-    ax.bar(x - 0.2, [summary[v][1] for v in order], 0.4, label="median")
-    ax.bar(x + 0.2, [summary[v][0] for v in order], 0.4, label="mean")
-    ax.set_xticks(x, [v.value for v in order], rotation=20)
+    ax.bar(x - 0.2, [summary[v].median for v in order], 0.4, label="median")
+    ax.bar(x + 0.2, [summary[v].mean for v in order], 0.4, label="mean")
+    ax.set_xticks(x, [f"{v.value}\n({summary[v].points} points)" for v in order], rotation=20, fontsize=8)
     ax.set_ylabel("normalized score")
     ax.set_title(f"All variants · {_literal(model)}")
     ax.legend()
@@ -125,21 +143,32 @@ def similarity_figure(folder: Path, model: str, matrix: np.ndarray) -> list[Path
 
 
 def write_all(
-    folder: Path, model: str, n_layer: int, cells: dict[Variant, list[Cell]], tasks: Sequence[str], similarity: Path | None = None
-) -> list[Path]:
+    folder: Path,
+    model: str,
+    n_layer: int,
+    cells: dict[Variant, list[Cell]],
+    tasks: Sequence[Task],
+    similarity: Path | None = None,
+) -> tuple[list[Path], list[str]]:
+    """Every figure the cells support; returns the files and notes on the figures not written."""
     written: list[Path] = []
+    notes: list[str] = []
     for variant, variant_cells in cells.items():
-        if any(c.normalized[t] is not None for c in variant_cells for t in tasks):
-            written += variant_figure(folder, model, variant, variant_cells, tasks)
+        paths, note = variant_figure(folder, model, variant, variant_cells, tasks)
+        written += paths
+        notes += [note] if note else []
         if VARIANTS[variant].looped and len({c.point.iters for c in variant_cells}) > 1:
             written += looped_figure(folder, model, variant_cells, n_layer)
     middle = [c for v, group in cells.items() for c in group if v in MIDDLE_VARIANTS]
-    if len({c.point.variant for c in middle}) > 1:
-        written += summary_figure(folder, model, middle)
+    summary, _ = summarize(middle)  # the left-out variants are noted with the table
+    if len(summary) > 1:
+        written += summary_figure(folder, model, summary)
+    elif len({c.point.variant for c in middle}) > 1:
+        notes.append("fewer than two variants with complete grids: no summary figure written")
     if similarity is not None:
         try:
             matrix = np.load(similarity)
         except (OSError, ValueError) as err:
             raise PaintersError(f"{similarity}: not a saved similarity matrix ({err})") from None
         written += similarity_figure(folder, model, matrix)
-    return written
+    return written, notes

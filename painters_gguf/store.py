@@ -199,6 +199,25 @@ class Store:
             ).fetchone()
         return int(row[0])
 
+    def find_run(self, key: RunKey) -> int | None:
+        """The run's id if the store has it; writes nothing (for readers such as `report`)."""
+        with self.errors():
+            row = self._conn.execute(
+                "SELECT id FROM runs WHERE model_sha256 = ? AND plan = ? AND task = ? AND task_version = ? AND settings = ?",
+                (key.model_sha256, key.plan, key.task, key.task_version, key.settings_json),
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def settings_with_results(self, model_sha256: str, plan: str, task: str) -> list[dict]:
+        """The settings of the runs of this model, plan and task that hold documents, most first."""
+        with self.errors():
+            rows = self._conn.execute(
+                """SELECT r.settings, COUNT(d.doc_index) AS n FROM runs r JOIN docs d ON d.run_id = r.id
+                   WHERE r.model_sha256 = ? AND r.plan = ? AND r.task = ? GROUP BY r.id ORDER BY n DESC""",
+                (model_sha256, plan, task),
+            ).fetchall()
+        return [json.loads(settings) for settings, _ in rows]
+
     def results(self, run_id: int) -> tuple[dict[int, dict], list[int]]:
         """The run's stored documents, and the indices of damaged ones (not a JSON object)."""
         results, damaged = {}, []

@@ -80,16 +80,44 @@ def parse_iters(spec: str) -> list[int]:
 
 @dataclasses.dataclass
 class Cell:
-    """A point's normalized scores (primary metric) per task; None where the store has no result."""
+    """A point's normalized scores (primary metric) per task; None where the store has no result.
+    `stderr` is the normalized score's standard error (the plan's, divided by the full model's
+    distance from the baseline); `n` the documents each score rests on."""
 
     point: Point
     normalized: dict[str, float | None]
     raw: dict[str, float | None]
+    stderr: dict[str, float | None] = dataclasses.field(default_factory=dict)
+    n: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def mean(self) -> float | None:
         values = [v for v in self.normalized.values() if v is not None]
         return statistics.fmean(values) if values and len(values) == len(self.normalized) else None
+
+    @property
+    def complete(self) -> bool:
+        """Every task is scored (its normalized score may still be undefined: a full model at chance)."""
+        return all(v is not None for v in self.raw.values())
+
+
+def stored_seeds(cells: list[Cell], asked: int) -> tuple[list[Cell], str | None]:
+    """A seeded variant's cells restricted to the seeds scored at every point, when fewer than
+    asked are (report shows what the store holds and says so); other variants unchanged."""
+    seeds = sorted({c.point.seed for c in cells if c.point.seed is not None})
+    if not seeds:
+        return cells, None
+    complete = [s for s in seeds if all(c.complete for c in cells if c.point.seed == s)]
+    if not complete or len(complete) == len(seeds):
+        return cells, None
+    kept = [c for c in cells if c.point.seed in complete]
+    scored = ", ".join(map(str, complete))
+    return kept, f"{cells[0].point.variant.value}: seeds {scored} are scored at every N (asked {asked}); showing those"
+
+
+def coverage(cells: Sequence[Cell]) -> tuple[int, int]:
+    """(points with every task scored, points in the grid)."""
+    return sum(cell.complete for cell in cells), len(cells)
 
 
 def run(
@@ -112,22 +140,29 @@ def run(
     for variant, points in grids.items():
         cells[variant] = []
         for point in points:
-            normalized: dict[str, float | None] = {}
-            raw: dict[str, float | None] = {}
+            cell = Cell(point, {}, {})
             for prep in prepared:
                 scores = evaluator.run(point.plan, prep, progress) if compute else evaluator.stored(point.plan, prep)
-                raw[prep.task.name], normalized[prep.task.name] = _primary(prep, scores, full[prep.task.name])
-            cells[variant].append(Cell(point, normalized, raw))
+                name = prep.task.name
+                cell.raw[name], cell.normalized[name], cell.stderr[name] = _primary(prep, scores, full[name])
+                cell.n[name] = scores.n_docs if scores is not None else 0
+            cells[variant].append(cell)
     return cells, full
 
 
-def _primary(prep: PreparedTask, scores: TaskScores | None, full: TaskScores | None) -> tuple[float | None, float | None]:
+def _primary(
+    prep: PreparedTask, scores: TaskScores | None, full: TaskScores | None
+) -> tuple[float | None, float | None, float | None]:
+    """(the primary metric, normalized, the normalized score's standard error)."""
     if scores is None:
-        return None, None
-    value = scores.scores[prep.task.primary_metric][0]
+        return None, None, None
+    value, stderr = scores.scores[prep.task.primary_metric]
     if full is None:
-        return value, None
-    return value, metrics.normalized(value, prep.baseline, full.scores[prep.task.primary_metric][0])
+        return value, None, None
+    full_value = full.scores[prep.task.primary_metric][0]
+    span = full_value - prep.baseline
+    normalized_stderr = abs(stderr / span) if stderr is not None and span != 0 else None
+    return value, metrics.normalized(value, prep.baseline, full_value), normalized_stderr
 
 
 def near_chance(prep: PreparedTask, full: TaskScores | None) -> str | None:
@@ -144,12 +179,32 @@ def near_chance(prep: PreparedTask, full: TaskScores | None) -> str | None:
     )
 
 
-def summarize(cells: Sequence[Cell]) -> dict[Variant, tuple[float | None, float | None]]:
-    """Fig. 11: per variant, the mean and median of all its normalized scores (points x tasks)."""
-    by_variant: dict[Variant, list[float]] = {}
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """Fig. 11's entry for a variant: mean and median of its normalized scores (points x tasks)."""
+
+    mean: float
+    median: float
+    points: int  # grid points (for random: N values x seeds)
+    values: int  # scores the mean rests on (points x tasks)
+
+
+def summarize(cells: Sequence[Cell]) -> tuple[dict[Variant, Summary], list[str]]:
+    """Fig. 11 over the variants whose grid is complete; a note for each one left out (a variant
+    with a few stored points, e.g. the one at M=1 that is the full model's plan, would rank at 1.0)."""
+    by_variant: dict[Variant, list[Cell]] = {}
     for cell in cells:
-        by_variant.setdefault(cell.point.variant, []).extend(v for v in cell.normalized.values() if v is not None)
-    return {v: (statistics.fmean(xs), statistics.median(xs)) if xs else (None, None) for v, xs in by_variant.items()}
+        by_variant.setdefault(cell.point.variant, []).append(cell)
+    summary: dict[Variant, Summary] = {}
+    notes = []
+    for variant, group in by_variant.items():
+        done, total = coverage(group)
+        if done < total:
+            notes.append(f"{variant.value}: {done} of {total} points scored on every task; left out of the summary (run sweep)")
+            continue
+        values = [v for cell in group for v in cell.normalized.values() if v is not None]
+        summary[variant] = Summary(statistics.fmean(values), statistics.median(values), total, len(values))
+    return summary, notes
 
 
 def iteration_grid(cells: Sequence[Cell]) -> tuple[np.ndarray, list[int], list[int]]:

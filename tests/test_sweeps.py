@@ -3,6 +3,7 @@ reference, and a sweep killed mid-way that resumes to the store of an uninterrup
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ from tiny_llama import Reference, TinyWeights
 from painters_gguf import sweeps, variants
 from painters_gguf.errors import PaintersError, PlanError
 from painters_gguf.plan import Plan
+from painters_gguf.tasks import TASKS
 from painters_gguf.variants import Variant
 
 T = 32
@@ -134,8 +136,10 @@ def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp
         text=True,
         check=True,
     )
-    # nothing stored yet: no scores; after the sweep, parallel at N=1 on 4 layers (M=1) is the full model
+    # nothing stored yet: no scores, and nothing written (report computes and writes nothing)
     assert "1.000" not in before.stdout
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
     subprocess.run(
         [CLI, "--db", str(db), "sweep", *common, "--variant", "skip,parallel", "--threads", "2"],
         env=env,
@@ -150,10 +154,31 @@ def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp
         text=True,
         check=True,
     )
-    assert "all variants" in after.stdout and "1.000" in after.stdout
+    # after the sweep: parallel at N=1 on 4 layers (M=1) is the full model
+    assert "all variants" in after.stdout and "1.000" in after.stdout and "2 of 2 points scored" in after.stdout
     for stem in ("fig-skip", "fig-parallel", "fig-variants"):
         assert (plots / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (plots / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
+    # other flags than the sweep's: the store's settings, and a word why
+    other = subprocess.run(
+        [CLI, "--db", str(db), "report", *common, "--variant", "skip", "--batch-size", "128"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "no results with the settings given; showing those the store holds: " in other.stderr
+    assert "batch_size=256" in other.stderr and "2 of 2 points scored" in other.stdout
+    # a variant never swept is not ranked
+    partial = subprocess.run(
+        [CLI, "--db", str(db), "report", *common, "--variant", "skip,reverse"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "reverse: 1 of 2 points scored on every task; left out of the summary" in partial.stderr
+    assert "all variants" not in partial.stdout
 
 
 def test_similarity_command_saves_the_matrix(tiny_bpe_model, shared_data: Path, tmp_path: Path) -> None:
@@ -215,7 +240,7 @@ def test_near_chance_flags_a_full_model_at_its_baseline(shared_data: Path) -> No
     assert sweeps.near_chance(prep, above) is None and sweeps.near_chance(prep, None) is None
 
 
-# points on a 6-layer model with 2 seeds and iterations 1-2: N runs 0..2, single layers 0..5 (swap: 0..4)
+# points on a 6-layer model with 2 seeds and iterations 2-3: N runs 0..2, single layers 0..5 (swap: 0..4)
 GRID_SIZES = {
     Variant.FULL: 1,
     Variant.SKIP: 3,
@@ -233,9 +258,45 @@ GRID_SIZES = {
 def test_every_variant_has_a_grid_a_help_line_and_a_figure(variant: Variant, tmp_path: Path) -> None:
     from painters_gguf import figures
 
-    points = sweeps.grid(variant, 6, seeds=2, iters=(1, 2))
+    points = sweeps.grid(variant, 6, seeds=2, iters=(2, 3))
     assert len(points) == GRID_SIZES[variant] and {p.variant for p in points} == {variant}
     assert f"{variant.value} ({variants.VARIANTS[variant].help})" in variants.names_help()
-    cells = [sweeps.Cell(p, {"arc_easy": 0.5}, {"arc_easy": 0.6}) for p in points]
-    written = figures.variant_figure(tmp_path, "tiny", variant, cells, ["arc_easy"])
-    assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in written)
+    cells = [sweeps.Cell(p, {"arc_easy": 0.5}, {"arc_easy": 0.6}, {"arc_easy": 0.1}, {"arc_easy": 20}) for p in points]
+    written, note = figures.variant_figure(tmp_path, "tiny", variant, cells, [TASKS["arc_easy"]])
+    if len({p.n for p in points}) < figures.MIN_POINTS:  # the full model: one point, nothing to draw
+        assert written == [] and note is not None and "no figure written" in note
+    else:
+        assert note is None
+        assert [p.suffix for p in written] == [".png", ".svg"] and all(p.stat().st_size > 0 for p in written)
+
+
+def cells_of(variant: Variant, scored_ns: set[int], n_layer: int = 6) -> list[sweeps.Cell]:
+    """Cells of a variant's grid with arc_easy scored at the given N only."""
+    return [
+        sweeps.Cell(p, {"arc_easy": 0.5 if p.n in scored_ns else None}, {"arc_easy": 0.6 if p.n in scored_ns else None})
+        for p in sweeps.grid(variant, n_layer, seeds=2)
+    ]
+
+
+def test_summary_ranks_only_complete_grids() -> None:
+    """A variant with one stored point (at M=1 the full model's own plan) is not ranked at 1.0."""
+    complete = cells_of(Variant.SKIP, {0, 1, 2})
+    one_point = [
+        dataclasses.replace(c, normalized={"arc_easy": 1.0}, raw={"arc_easy": 0.6}) if c.raw["arc_easy"] else c
+        for c in cells_of(Variant.REVERSE, {2})
+    ]
+    summary, notes = sweeps.summarize(complete + one_point)
+    assert set(summary) == {Variant.SKIP}
+    assert summary[Variant.SKIP] == sweeps.Summary(mean=0.5, median=0.5, points=3, values=3)
+    assert notes == ["reverse: 1 of 3 points scored on every task; left out of the summary (run sweep)"]
+
+
+def test_report_shows_the_seeds_the_store_holds() -> None:
+    cells = cells_of(Variant.RANDOM, {0, 1, 2})
+    cells = [
+        c if c.point.seed == 0 else dataclasses.replace(c, normalized={"arc_easy": None}, raw={"arc_easy": None}) for c in cells
+    ]
+    kept, note = sweeps.stored_seeds(cells, 10)
+    assert {c.point.seed for c in kept} == {0} and len(kept) == 3
+    assert note == "random: seeds 0 are scored at every N (asked 10); showing those"
+    assert sweeps.stored_seeds(cells_of(Variant.SKIP, {0}), 10) == (cells_of(Variant.SKIP, {0}), None)
