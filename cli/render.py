@@ -75,6 +75,22 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
     return table
 
 
+SHADES = " ░▒▓█"
+
+
+def block(value: float, low: float, high: float) -> str:
+    """One shade character for a value between low and high (· where there is none)."""
+    if not np.isfinite(value):
+        return "·"
+    t = min(max((value - low) / (high - low or 1.0), 0.0), 1.0)
+    return SHADES[min(int(t * len(SHADES)), len(SHADES) - 1)]
+
+
+def shade_scale(low: float, high: float) -> str:
+    """The legend of a compact heatmap, printed below it (a caption would wrap to its narrow width)."""
+    return f"scale: {low:.2f} (red, {SHADES[1]}) to {high:.2f} (green, {SHADES[-1]}); · no value"
+
+
 def heatmap(
     matrix: np.ndarray,
     rows: Sequence[str],
@@ -87,8 +103,9 @@ def heatmap(
 ) -> Table:
     """A terminal heatmap: one colored cell per value (NaN: no result); optionally star each row's best.
 
-    compact: two-character color cells without numbers, for large matrices (a 33 x 33 similarity
-    matrix); column labels wider than a cell should be left blank by the caller.
+    compact: two-character cells without numbers, for large matrices (a 33 x 33 similarity
+    matrix), drawn in shades (░▒▓█) as well as colors, so that they read without color too;
+    column labels wider than a cell should be left blank by the caller.
     """
     table = Table(
         title=title,
@@ -96,7 +113,7 @@ def heatmap(
         pad_edge=False,
         box=None if compact else Table().box,
         padding=0 if compact else (0, 1),
-        caption=f"color scale: {low:.2f} (red) to {high:.2f} (green)",
+        caption=None if compact else f"color scale: {low:.2f} (red) to {high:.2f} (green)",
     )
     table.add_column("", justify="right")
     for column in columns:
@@ -107,7 +124,7 @@ def heatmap(
         cells = []
         for c, value in enumerate(values):
             if compact:
-                text = "  "
+                text = block(value, low, high) * 2
             else:
                 text = "  -  " if not np.isfinite(value) else f"{value:5.2f}" + ("*" if c == best else " ")
             cells.append(Text(text, style=shade(value if np.isfinite(value) else None, low, high)))

@@ -13,7 +13,7 @@ from rich.markup import escape
 from painters_gguf import outputs, variants
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out, untrusted
-from painters_gguf.cli.render import heatmap
+from painters_gguf.cli.render import heatmap, shade_scale
 from painters_gguf.cli.session import load_model, progress_bar
 from painters_gguf.data import data_dir, load_split
 from painters_gguf.evaluate import default_add_bos
@@ -55,6 +55,7 @@ def similarity(
     columns = ["e", *(str(s) if s % 5 == 0 else "" for s in range(layer_plan.n_steps))]  # a cell is 2 characters wide
     out.print(title)  # above the table: a small matrix's table is narrower than the title
     out.print(heatmap(matrix, labels, columns, None, low=float(np.min(matrix)), high=1.0, compact=True))
+    out.print(shade_scale(float(np.min(matrix)), 1.0))
     if npy is not None and csv is not None:
         header = ",".join(labels) + "\n"
         lines = (",".join(f"{value:.6f}" for value in row) + "\n" for row in matrix)

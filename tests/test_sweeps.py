@@ -300,3 +300,14 @@ def test_report_shows_the_seeds_the_store_holds() -> None:
     assert {c.point.seed for c in kept} == {0} and len(kept) == 3
     assert note == "random: seeds 0 are scored at every N (asked 10); showing those"
     assert sweeps.stored_seeds(cells_of(Variant.SKIP, {0}), 10) == (cells_of(Variant.SKIP, {0}), None)
+
+
+def test_compact_heatmaps_read_without_color() -> None:
+    from rich.console import Console
+
+    from painters_gguf.cli.render import heatmap
+
+    console = Console(color_system=None, width=80, record=True)
+    console.print(heatmap(np.array([[0.0, 0.5], [1.0, np.nan]]), ["a", "b"], ["x", "y"], None, compact=True))
+    lines = [line.strip() for line in console.export_text().splitlines()]
+    assert "a  ▒▒" in lines and "b██··" in lines  # low is blank, mid a half shade, high full, missing dotted
