@@ -45,10 +45,10 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
     done, total = coverage(cells)
     seeds = len({c.point.seed for c in cells if c.point.seed is not None})
     over = f", {seeds} seeds per N" if seeds else ""
-    title = f"{variant.value}: normalized scores (0 = chance, 1 = full model); {done} of {total} points scored{over}"
-    table = Table(title=title)
-    by_layer = VARIANTS[variant].axis == Axis.LAYER
-    first = "layer n" if by_layer else "N (M middle layers)"
+    title = f"{variant.value}: normalized scores, {done} of {total} points scored{over}"
+    table = Table(title=title, caption="0 = chance, 1 = the full model")
+    axis = VARIANTS[variant].axis
+    first = {Axis.LAYER: "layer n", Axis.LIST: "plan"}.get(axis, "N (M middle layers)")
     table.add_column(first, justify="right")
     for name in task_names:
         table.add_column(name, justify="right")
@@ -57,7 +57,10 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
     for cell in cells:
         by_n.setdefault((cell.point.n, cell.point.iters), []).append(cell)
     for (n, iters), group in by_n.items():
-        label = str(n) if by_layer else f"{n} ({n_layer - 2 * n - 1})"
+        if axis == Axis.LIST:
+            label = group[0].point.plan.text
+        else:
+            label = str(n) if axis == Axis.LAYER else f"{n} ({n_layer - 2 * n - 1})"
         if iters is not None:
             label += f" x{iters}"
         row = [label]

@@ -19,12 +19,17 @@ from painters_gguf.outputs import expand
 from painters_gguf.variants import VARIANTS, Variant
 
 VariantOption = Annotated[
-    str,
+    str | None,
     typer.Option(
         "--variant",
         "-v",
-        help=f"A comma list of {variants.names_help(with_full=False)}; or all (the six middle variants).",
+        help=f"A comma list of {variants.names_help(with_full=False)}; or all (the six middle variants). "
+        "Default: all, or none when --plan is given.",
     ),
+]
+PlanTexts = Annotated[
+    list[str] | None,
+    typer.Option("--plan", "-p", help="A plan text to compare (repeatable), e.g. --plan 0-9,20-29 --plan '0-4,{5-25}x3,26-29'."),
 ]
 Seeds = Annotated[int, typer.Option("--seeds", min=1, max=1000, help="Seeds of the random variant, averaged (the paper: 10).")]
 IterRange = Annotated[str, typer.Option("--iters", help="Looped-parallel iterations: a count (3) or a range (1-6) for Fig. 10.")]
@@ -34,11 +39,14 @@ Cells = dict[Variant, list[sweeps.Cell]]
 FullScores = dict[str, TaskScores | None]
 
 
-def _cells(session: Session, variant_spec: str, seeds: int, iters: str, compute: bool) -> tuple[Cells, FullScores]:
+def _cells(
+    session: Session, variant_spec: str | None, plans: list[str] | None, seeds: int, iters: str, compute: bool
+) -> tuple[Cells, FullScores]:
     n_layer = session.model.n_layer
-    grids = {
-        v: sweeps.grid(v, n_layer, seeds=seeds, iters=sweeps.parse_iters(iters)) for v in sweeps.parse_variants(variant_spec)
-    }
+    chosen = sweeps.parse_variants(variant_spec or ("all" if not plans else ""))
+    grids = {v: sweeps.grid(v, n_layer, seeds=seeds, iters=sweeps.parse_iters(iters)) for v in chosen}
+    if plans:
+        grids[Variant.PLANS] = sweeps.plan_grid(plans, n_layer)
     evaluator = session.evaluator
     if not compute:
         adopted = evaluator.adopt_stored_settings(session.prepared)
@@ -50,10 +58,10 @@ def _cells(session: Session, variant_spec: str, seeds: int, iters: str, compute:
             if note is not None:
                 evaluator.notes.append(note)
         return cells, full
-    plans = {evaluator.full_plan, *(p.plan for points in grids.values() for p in points)}
-    evaluator.scorer.ctx.check_plan(max(plans, key=lambda plan: plan.n_slots))  # the largest, up front
-    total = sum(evaluator.todo(plan, prep) for plan in plans for prep in session.prepared)
-    err.print(f"{untrusted(session.path.name)}: {len(plans)} plans x {len(session.prepared)} tasks, {total} documents to score")
+    every = {evaluator.full_plan, *(p.plan for points in grids.values() for p in points)}
+    evaluator.scorer.ctx.check_plan(max(every, key=lambda plan: plan.n_slots))  # the largest, up front
+    total = sum(evaluator.todo(plan, prep) for plan in every for prep in session.prepared)
+    err.print(f"{untrusted(session.path.name)}: {len(every)} plans x {len(session.prepared)} tasks, {total} documents to score")
     if total == 0:  # all from the store: no bar
         return sweeps.run(evaluator, grids, session.prepared, compute=True)
     with progress_bar() as bar:
@@ -86,7 +94,8 @@ def _show(session: Session, cells: Cells, full: FullScores) -> None:
 @options.with_scoring_options()
 def sweep(
     ctx: typer.Context,
-    variant: VariantOption = "all",
+    variant: VariantOption = None,
+    plan: PlanTexts = None,
     seeds: Seeds = 10,
     iters: IterRange = "3",
     *,
@@ -94,13 +103,14 @@ def sweep(
 ) -> None:
     """Score the paper's sweeps (every N; random over seeds; looped parallel over iterations) through the store."""
     session = open_session(db=expand(scoring.db) if scoring.db else ctx.obj.db, scoring=scoring)
-    _show(session, *_cells(session, variant, seeds, iters, compute=True))
+    _show(session, *_cells(session, variant, plan, seeds, iters, compute=True))
 
 
 @options.with_scoring_options(computes=False)
 def report(
     ctx: typer.Context,
-    variant: VariantOption = "all",
+    variant: VariantOption = None,
+    plan: PlanTexts = None,
     seeds: Seeds = 10,
     iters: IterRange = "3",
     plot: Annotated[
@@ -120,7 +130,7 @@ def report(
         outputs.make_folder(plot, "--plot")
         if not os.access(plot, os.W_OK):
             raise PaintersError(f"--plot {plot}: the folder is not writable")
-    cells, full = _cells(session, variant, seeds, iters, compute=False)
+    cells, full = _cells(session, variant, plan, seeds, iters, compute=False)
     _show(session, cells, full)
     if plot is not None:
         from painters_gguf import figures

@@ -78,7 +78,11 @@ def variant_figure(
         ax.fill_between(xs, curve - band, curve + band, color=line.get_color(), alpha=0.2, lw=0)
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
-    ax.set_xlabel("layer n" if VARIANTS[variant].axis == Axis.LAYER else "N (layers 0..N and T-N..T-1 kept)")
+    if VARIANTS[variant].axis == Axis.LIST:  # the plans given: their texts under the points
+        ax.set_xticks(xs, [next(c.point.plan.text for c in kept if c.point.n == x) for x in xs], rotation=30, fontsize=7)
+        ax.set_xlabel("plan")
+    else:
+        ax.set_xlabel("layer n" if VARIANTS[variant].axis == Axis.LAYER else "N (layers 0..N and T-N..T-1 kept)")
     spread = "the spread over seeds" if VARIANTS[variant].seeded else "± one standard error"
     ax.set_ylabel(f"normalized score (0 = chance, 1 = full model)\nband: {spread}", fontsize=9)
     ax.set_title(f"{VARIANTS[variant].title} · {_literal(model)}")

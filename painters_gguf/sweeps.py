@@ -38,15 +38,18 @@ class Point:
 
 
 def parse_variants(spec: str) -> list[Variant]:
+    """'all' (the six middle variants), a comma list, or '' (none)."""
     if spec == "all":
         return list(variants.MIDDLE_VARIANTS)
-    chosen = []
-    for name in (part.strip() for part in spec.split(",")):
+    chosen: list[Variant] = []
+    for name in (part.strip() for part in spec.split(",") if part.strip()):
         try:
             chosen.append(Variant(name))
         except ValueError:
-            names = ", ".join(v.value for v in Variant if v != Variant.FULL)
-            raise PlanError(f"unknown variant {name!r}: use {names} or all") from None
+            names = ", ".join(v.value for v in Variant if v not in (Variant.FULL, Variant.PLANS))
+            raise PlanError(f"unknown variant {name!r}: use {names} or all (and --plan TEXT for plans of your own)") from None
+        if chosen[-1] == Variant.PLANS:
+            raise PlanError("give plans of your own with --plan TEXT (repeatable), not as a variant")
     return chosen
 
 
@@ -62,6 +65,11 @@ def grid(variant: Variant, n_layer: int, *, seeds: int = 10, iters: Sequence[int
         else:
             points.append(Point(variant, n, None, None, spec.build(n_layer, n, 0, 0)))
     return points
+
+
+def plan_grid(texts: Sequence[str], n_layer: int) -> list[Point]:
+    """Plan texts given to sweep or report: one point each, in the order given."""
+    return [Point(Variant.PLANS, i, None, None, Plan.parse(text).check(n_layer)) for i, text in enumerate(texts)]
 
 
 def parse_iters(spec: str) -> list[int]:

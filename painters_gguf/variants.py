@@ -25,6 +25,7 @@ class Variant(str, enum.Enum):
     LOOPED_PARALLEL = "looped-parallel"  # the parallel step repeated K times
     SKIP_ONE = "skip-one"  # Fig. 2: drop layer n
     SWAP = "swap"  # Fig. 2: swap layers n and n+1
+    PLANS = "plans"  # plan texts given to sweep or report (--plan), compared side by side
 
 
 def middle(n_layer: int, n: int) -> list[int]:
@@ -100,6 +101,7 @@ class Axis(enum.Enum):
     NONE = "none"  # one plan (the full model)
     MIDDLE = "middle"  # the paper's N, 0..T//2-1 (Figs. 4-10)
     LAYER = "layer"  # a single layer n (Fig. 2)
+    LIST = "list"  # the plans given, one point each
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,7 +122,13 @@ class VariantSpec:
             return range((n_layer - 2) // 2 + 1)
         if self.axis == Axis.LAYER:
             return range(n_layer - 1 if self.variant == Variant.SWAP else n_layer)
+        if self.axis == Axis.LIST:
+            return range(0)  # the grid is the plans given (sweeps.plan_grid)
         return range(1)
+
+
+def _given_plans(n_layer: int, n: int, seed: int, iters: int) -> Plan:
+    raise PlanError("'plans' stands for the plan texts given to sweep or report with --plan")
 
 
 def _spec(
@@ -176,6 +184,7 @@ VARIANTS: dict[Variant, VariantSpec] = {
         _spec(
             Variant.SWAP, Axis.LAYER, "Fig. 2: swap layers n and n+1", "Swapping layers n and n+1", lambda t, n, s, k: swap(t, n)
         ),
+        _spec(Variant.PLANS, Axis.LIST, "the plan texts given with --plan", "Plans compared", _given_plans),
     )
 }
 
@@ -183,9 +192,13 @@ VARIANTS: dict[Variant, VariantSpec] = {
 MIDDLE_VARIANTS = tuple(v for v, spec in VARIANTS.items() if spec.axis == Axis.MIDDLE)
 
 
-def names_help(*, with_full: bool = True) -> str:
+def names_help(*, with_full: bool = True, with_plans: bool = False) -> str:
     """The variants for a CLI help line: `skip` (drop the middle), ..."""
-    return "; ".join(f"{v.value} ({spec.help})" for v, spec in VARIANTS.items() if with_full or v != Variant.FULL)
+    return "; ".join(
+        f"{v.value} ({spec.help})"
+        for v, spec in VARIANTS.items()
+        if (with_full or v != Variant.FULL) and (with_plans or spec.axis != Axis.LIST)
+    )
 
 
 def make(variant: Variant | str, n_layer: int, n: int = 0, *, seed: int = 0, iters: int = 3) -> Plan:

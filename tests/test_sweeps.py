@@ -251,6 +251,7 @@ GRID_SIZES = {
     Variant.LOOPED_PARALLEL: 3 * 2,
     Variant.SKIP_ONE: 6,
     Variant.SWAP: 5,
+    Variant.PLANS: 2,  # the two texts given
 }
 
 
@@ -258,9 +259,12 @@ GRID_SIZES = {
 def test_every_variant_has_a_grid_a_help_line_and_a_figure(variant: Variant, tmp_path: Path) -> None:
     from painters_gguf import figures
 
-    points = sweeps.grid(variant, 6, seeds=2, iters=(2, 3))
+    if variant == Variant.PLANS:
+        points = sweeps.plan_grid(["0-5", "0,{1-4}x2,5"], 6)
+    else:
+        points = sweeps.grid(variant, 6, seeds=2, iters=(2, 3))
     assert len(points) == GRID_SIZES[variant] and {p.variant for p in points} == {variant}
-    assert f"{variant.value} ({variants.VARIANTS[variant].help})" in variants.names_help()
+    assert f"{variant.value} ({variants.VARIANTS[variant].help})" in variants.names_help(with_plans=True)
     cells = [sweeps.Cell(p, {"arc_easy": 0.5}, {"arc_easy": 0.6}, {"arc_easy": 0.1}, {"arc_easy": 20}) for p in points]
     written, note = figures.variant_figure(tmp_path, "tiny", variant, cells, [TASKS["arc_easy"]])
     if len({p.n for p in points}) < figures.MIN_POINTS:  # the full model: one point, nothing to draw
@@ -311,3 +315,17 @@ def test_compact_heatmaps_read_without_color() -> None:
     console.print(heatmap(np.array([[0.0, 0.5], [1.0, np.nan]]), ["a", "b"], ["x", "y"], None, compact=True))
     lines = [line.strip() for line in console.export_text().splitlines()]
     assert "a  ▒▒" in lines and "b██··" in lines  # low is blank, mid a half shade, high full, missing dotted
+
+
+def test_sweep_compares_plan_texts_given(tiny_bpe_model, shared_data: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data), COLUMNS="200")
+    common = ["--db", str(tmp_path / "p.db"), "-m", str(tiny_bpe_model.path), "--tasks", "arc_easy", "--limit", "6"]
+    plans = ["--plan", "0,3", "--plan", "0,{1-2}x2,3"]
+    swept = subprocess.run([CLI, "sweep", *common, *plans], env=env, capture_output=True, text=True, check=True)
+    shown = " ".join(swept.stdout.split())
+    assert "plans: normalized scores, 2 of 2 points scored" in shown
+    assert "0,{1-2}x2,3" in shown and "skip:" not in shown  # --plan alone: only the plans
+    again = subprocess.run([CLI, "report", *common, *plans], env=env, capture_output=True, text=True, check=True)
+    assert swept.stdout == again.stdout  # report reads the same cells back
+    refused = subprocess.run([CLI, "sweep", *common, "--variant", "plans"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "give plans of your own with --plan TEXT" in refused.stderr
