@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 import os
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -18,10 +19,11 @@ from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.render import fmt
 from painters_gguf.cli.session import open_session, progress_bar
 from painters_gguf.data import data_dir
+from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import PreparedTask, Progress, TaskScores
 from painters_gguf.outputs import expand
 from painters_gguf.plan import Plan
-from painters_gguf.report import results_json, sample_records, write_json, write_samples
+from painters_gguf.report import results_json, sample_records, sanitize, write_json, write_samples
 
 
 def scores_table(title: str, prepared: list[PreparedTask], plan_scores: list[TaskScores], full_scores: list[TaskScores]) -> Table:
@@ -44,14 +46,13 @@ def scores_table(title: str, prepared: list[PreparedTask], plan_scores: list[Tas
     return table
 
 
-def results_file(option: str, model: Path) -> Path:
+def results_file(option: str, model: Path, stamp: str) -> Path:
     """-o as lm-eval's --output_path: a folder (existing, or written with a trailing /) gets
     <folder>/<model>/results_<time>.json; anything else is the file itself."""
     folder = outputs.expand(option)
     if not (folder.is_dir() or str(option).endswith(("/", os.sep))):
         return folder
-    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
-    return folder / model.stem / f"results_{stamp}.json"
+    return folder / sanitize(model.stem) / f"results_{stamp}.json"
 
 
 @options.with_scoring_options()
@@ -69,8 +70,14 @@ def eval_command(
         typer.Option("--output", "-o", help="Write lm-eval-style results JSON to this file, or into this folder (as lm-eval)."),
     ] = None,
     log_samples: Annotated[
-        Path | None, typer.Option("--log-samples", help="Write one JSON record per document here (JSONL).")
-    ] = None,
+        bool,
+        typer.Option(
+            "--log-samples",
+            metavar="",
+            help="Also write every document, as lm-eval does: samples_<task>_<time>.jsonl beside the results, "
+            "for the plan and (samples_<task>-full-model_<time>.jsonl) the full model. Needs -o.",
+        ),
+    ] = False,
     *,
     scoring: options.Scoring,
 ) -> None:
@@ -79,13 +86,23 @@ def eval_command(
     path, llm, prepared, evaluator = session.path, session.model, session.prepared, session.evaluator
     # every output checked before any scoring: none may be an input of this run
     inputs, data_folder = [path, evaluator.store.path], [data_dir(scoring.data)]
-    results_path = None
+    if log_samples and output is None:
+        raise PaintersError("--log-samples writes beside the results: give -o FILE or -o FOLDER/ too")
+    stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
+    results_path = samples = None
     if output is not None:
-        results_path = outputs.check_output(results_file(output, path), "--output", inputs=inputs, input_dirs=data_folder)
-    if log_samples is not None:
-        log_samples = outputs.check_output(
-            log_samples, "--log-samples", inputs=[*inputs, *([results_path] if results_path else [])], input_dirs=data_folder
-        )
+        results_path = outputs.check_output(results_file(output, path, stamp), "--output", inputs=inputs, input_dirs=data_folder)
+    if log_samples and results_path is not None:
+        samples = {
+            (prep.task.name, full): outputs.check_output(
+                results_path.parent / f"samples_{prep.task.name}{'-full-model' if full else ''}_{stamp}.jsonl",
+                "--log-samples",
+                inputs=[*inputs, results_path],
+                input_dirs=data_folder,
+            )
+            for prep in prepared
+            for full in (False, True)
+        }
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
     evaluator.scorer.ctx.check_plan(layer_plan)  # refused up front: before any work starts
     total = sum(evaluator.todo(p, prep) for p in evaluator.with_full_model(layer_plan) for prep in prepared)
@@ -102,7 +119,9 @@ def eval_command(
             label = "full model" if p == evaluator.full_plan else "plan"
             return functools.partial(bar.advance, bar.add_task(f"{prep.task.name} ({label})", total=todo))
 
+        started = time.time()
         plan_scores, full_scores = evaluator.run_with_full_model(layer_plan, prepared, progress_for)
+        ended = time.time()
     for prep, full_s in zip(prepared, full_scores, strict=True):
         warning = sweeps.near_chance(prep, full_s)
         if warning is not None:
@@ -125,8 +144,13 @@ def eval_command(
             "batch_size": scoring.batch_size,
             "num_fewshot": {p.task.name: evaluator.settings.shots(p.task) for p in prepared},
         }
-        write_json(results_path, results_json(prepared, plan_scores, full_scores, config))
+        results = results_json(
+            prepared, plan_scores, full_scores, config, model_name=str(path), start_time=started, end_time=ended
+        )
+        write_json(results_path, results)
         err.print(f"wrote {escape(str(results_path))}")
-    if log_samples is not None:
-        write_samples(log_samples, [r for prep, s in zip(prepared, plan_scores, strict=True) for r in sample_records(prep, s)])
-        err.print(f"wrote {escape(str(log_samples))}")
+    if samples is not None:
+        for prep, plan_s, full_s in zip(prepared, plan_scores, full_scores, strict=True):
+            for full, task_scores in ((False, plan_s), (True, full_s)):
+                write_samples(samples[prep.task.name, full], sample_records(prep, task_scores))
+        err.print(f"wrote {len(samples)} sample logs beside it")

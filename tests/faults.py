@@ -333,12 +333,12 @@ def scenario_outputs(model: Path, data: Path) -> Outcome:
         model_bytes, stored = model_copy.read_bytes(), store_docs(db)
         for args, message in [
             (["-o", str(db)], "is r.db, an input of this run"),
-            (["--log-samples", str(model_copy)], "is model.gguf, an input of this run"),
+            (["--log-samples"], "--log-samples writes beside the results: give -o"),
             (["-o", str(fifo)], "is not a regular file"),
             (["-o", "/dev/null"], "is not a regular file"),
             (["-o", str(link)], "is a symbolic link"),
             (["-o", str(model_copy / "x.json")], "Not a directory"),
-            (["-o", str(root / "same.json"), "--log-samples", str(root / "same.json")], "an input of this run"),
+            (["-o", str(model_copy.with_suffix(".json")) + "/x/../../model.gguf"], "is model.gguf, an input of this run"),
             (["-o", str(data / "results.json")], "inside the benchmark data folder"),
         ]:
             outcome.check_error(cli(*base, *args, env=env), message)

@@ -43,7 +43,7 @@ ARGS = ["--tasks", "arc_easy,lambada_openai", "--limit", "30", "--batch-size", "
 
 
 def test_eval_writes_results_and_samples(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
-    out, samples = tmp_path / "results.json", tmp_path / "samples.jsonl"
+    out = tmp_path / "results.json"
     result = run_cli(
         "--db",
         str(tmp_path / "r.db"),
@@ -58,7 +58,6 @@ def test_eval_writes_results_and_samples(tiny_path: Path, shared_data: Path, tmp
         "-o",
         str(out),
         "--log-samples",
-        str(samples),
         data=shared_data,
     )
     assert "normalized" in result.stdout and "arc_easy" in result.stdout
@@ -69,13 +68,21 @@ def test_eval_writes_results_and_samples(tiny_path: Path, shared_data: Path, tmp
     assert data["n-samples"]["arc_easy"] == {"original": 2376, "effective": 30}
     assert data["higher_is_better"]["lambada_openai"] == {"perplexity": False, "acc": True}
     assert data["full_model_results"]["lambada_openai"]["perplexity,none"] > 1
-    records = [json.loads(line) for line in samples.read_text().splitlines()]
-    assert len(records) == 60
+    stamp = out.stem  # the samples sit beside the results, for the plan and the full model, per task
+    logs = sorted(p.name.split("_20")[0] for p in tmp_path.glob("samples_*.jsonl"))
+    assert logs == [
+        "samples_arc_easy",
+        "samples_arc_easy-full-model",
+        "samples_lambada_openai",
+        "samples_lambada_openai-full-model",
+    ]
+    (arc,) = tmp_path.glob("samples_arc_easy_*.jsonl")
+    records = [json.loads(line) for line in arc.read_text().splitlines()]
+    assert len(records) == 30 and stamp
     first = records[0]
-    assert first["task"] == "arc_easy" and first["doc_id"] == 0 and len(first["resps"]) == 4
-    assert first["arguments"][0][1] == " Sunlight is the source of energy for nearly all ecosystems."
-    accs = [r["acc"] for r in records if r["task"] == "arc_easy"]
-    assert block["acc,none"] == pytest.approx(sum(accs) / len(accs))
+    assert first["doc_id"] == 0 and len(first["resps"]) == 4 and len(first["filtered_resps"]) == 4
+    assert first["arguments"]["gen_args_0"]["arg_1"] == " Sunlight is the source of energy for nearly all ecosystems."
+    assert block["acc,none"] == pytest.approx(sum(r["acc"] for r in records) / len(records))
 
 
 def test_full_model_is_computed_once(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
