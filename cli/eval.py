@@ -117,7 +117,15 @@ def eval_command(
             if todo == 0:  # all from the store: no bar
                 return lambda n: None
             label = "full model" if p == evaluator.full_plan else "plan"
-            return functools.partial(bar.advance, bar.add_task(f"{prep.task.name} ({label})", total=todo))
+            job = bar.add_task(f"{prep.task.name} ({label})", total=todo)
+            if not prep.task.generation:
+                return functools.partial(bar.advance, job)
+            start = evaluator.scorer.generated_tokens
+
+            def advance(n: int) -> None:  # a generation task's bar also counts the tokens generated
+                bar.update(job, advance=n, tokens=evaluator.scorer.generated_tokens - start)
+
+            return advance
 
         started = time.time()
         plan_scores, full_scores = evaluator.run_with_full_model(layer_plan, prepared, progress_for)

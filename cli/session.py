@@ -68,8 +68,14 @@ def load_model(spec: str | None, *, n_gpu_layers: int = 0, vocab_only: bool = Fa
 
 
 class RateColumn(ProgressColumn):
+    """items/s; for a generation task (a `tokens` field), generated tokens/s as well."""
+
     def render(self, task: Task) -> Text:
-        return Text(f"{task.speed:.2f} items/s" if task.speed else "- items/s", style="progress.data.speed")
+        rate = f"{task.speed:.2f} items/s" if task.speed else "- items/s"
+        tokens, elapsed = task.fields.get("tokens"), task.elapsed
+        if tokens is not None and elapsed:
+            rate += f", {tokens / elapsed:.1f} tokens/s"
+        return Text(rate, style="progress.data.speed")
 
 
 def progress_bar() -> Progress:

@@ -81,6 +81,7 @@ class Scorer:
         self.add_bos = add_bos
         self.n_batch = n_batch
         self.kv_cells = max(n_batch, max_length)
+        self.generated_tokens = 0  # by generate(), since the scorer was made (a progress bar's tokens/s)
         self.ctx: Context = model.context(
             n_ctx=self.kv_cells, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, flash_attn=flash_attn
         )
@@ -231,6 +232,7 @@ class Scorer:
             if self.model.is_eog(token):
                 break
             generated.append(token)
+            self.generated_tokens += 1
             text = self.model.detokenize(generated)
             if any(stop in text for stop in stops) or len(prompt) + len(generated) >= self.kv_cells:
                 break

@@ -121,3 +121,26 @@ def test_killed_run_resumes_to_the_same_scores(tiny_path: Path, shared_data: Pat
         assert con.execute("SELECT COUNT(*) FROM docs WHERE doc_index < 30").fetchone()[0] == 120
         dupes = con.execute("SELECT COUNT(*) FROM (SELECT run_id, doc_index FROM docs GROUP BY 1, 2 HAVING COUNT(*) > 1)")
         assert dupes.fetchone()[0] == 0
+
+
+def test_generation_bar_counts_tokens(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
+    """gsm8k end to end on the tiny model: greedy generation, its bar in tokens/s, exact match scored."""
+    result = run_cli(
+        "--db",
+        str(tmp_path / "g.db"),
+        "eval",
+        "-m",
+        str(tiny_path),
+        "--tasks",
+        "gsm8k",
+        "--limit",
+        "2",
+        "--num-fewshot",
+        "0",
+        "-o",
+        str(tmp_path / "g.json"),
+        data=shared_data,
+    )
+    assert "tokens/s" in result.stderr
+    block = json.loads((tmp_path / "g.json").read_text())["results"]["gsm8k"]
+    assert block["exact_match,strict-match"] == 0.0  # a random model does not answer 'Question: ...#### 18'
