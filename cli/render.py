@@ -48,7 +48,7 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
     title = f"{variant.value}: normalized scores, {done} of {total} points scored{over}"
     table = Table(title=title, caption="0 = chance, 1 = the full model")
     axis = VARIANTS[variant].axis
-    first = {Axis.LAYER: "layer n", Axis.LIST: "plan"}.get(axis, "N (M middle layers)")
+    first = {Axis.LAYER: "layer n", Axis.LIST: "plan"}.get(axis, "N (M)")  # M: the middle layers
     table.add_column(first, justify="right")
     for name in task_names:
         table.add_column(name, justify="right")

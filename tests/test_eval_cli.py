@@ -144,3 +144,16 @@ def test_generation_bar_counts_tokens(tiny_path: Path, shared_data: Path, tmp_pa
     assert "tokens/s" in result.stderr
     block = json.loads((tmp_path / "g.json").read_text())["results"]["gsm8k"]
     assert block["exact_match,strict-match"] == 0.0  # a random model does not answer 'Question: ...#### 18'
+
+
+def test_llama_cpp_short_flags_and_db_after_the_command(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
+    db = tmp_path / "after.db"
+    short = ["eval", "-m", str(tiny_path), "--tasks", "arc_easy", "--limit", "3", "-t", "2", "-c", "512", "-b", "128"]
+    run_cli(*short, "-fa", "off", "-ngl", "0", "--db", str(db), "-o", str(tmp_path / "s.json"), data=shared_data)
+    config = json.loads((tmp_path / "s.json").read_text())["config"]
+    assert (config["n_ctx"], config["batch_size"]) == (512, 128)
+    assert doc_count(db) == 3  # the store named after the command was used: the full model's 3 documents
+    with sqlite3.connect(db) as con:
+        settings = json.loads(con.execute("SELECT settings FROM runs").fetchone()[0])
+    assert settings["flash_attn"] == "off" and settings["n_ctx"] == 512 and settings["batch_size"] == 128
+    assert run_cli("--version", data=shared_data).stdout.startswith("painters-gguf ")
