@@ -70,8 +70,8 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
             known = [v for v in values if v is not None]
             if len(known) < len(values) or not known:
                 row.append("-")
-            elif len(known) > 1:  # random: the mean over seeds, and their spread
-                row.append(fmt(statistics.fmean(known), statistics.stdev(known)))
+            elif len(known) > 1:  # random: the mean over seeds, and their spread (no spaces: 80 columns)
+                row.append(fmt(statistics.fmean(known), statistics.stdev(known)).replace(" ± ", "±"))
             else:
                 row.append(fmt(known[0]))
         table.add_row(*row)

@@ -111,6 +111,8 @@ def _write(path: Path, chunks: Iterable[bytes]) -> None:
                     f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
+                # a temporary file is private (0600): give the result the mode a new file gets, or the old one's
+                os.chmod(part, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask())
             except BaseException:
                 part.unlink(missing_ok=True)
                 raise
@@ -119,6 +121,12 @@ def _write(path: Path, chunks: Iterable[bytes]) -> None:
         raise PaintersError(
             f"could not write {path} ({err.strerror}); the scores are in the results store: run the same command again"
         ) from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def finite(value: object) -> object:

@@ -264,9 +264,9 @@ def scenario_options(model: Path, data: Path) -> Outcome:
     with tempfile.TemporaryDirectory() as tmp:
         db = ["--db", str(Path(tmp) / "r.db")]
         for args, message in [
-            (["eval", *m, "--batch-size", "8"], "'--batch-size': Input should be greater than or equal to 64"),
+            (["eval", *m, "--batch-size", "8"], "'--batch-size' / '-b': Input should be greater than or equal to 64"),
             (["eval", *m, "--batch-size", "-1"], "'--batch-size'"),
-            (["eval", *m, "--n-ctx", "4294967297"], "'--n-ctx': Input should be less than or equal to 2147483647"),
+            (["eval", *m, "--n-ctx", "4294967297"], "'--n-ctx' / '-c': Input should be less than or equal to 2147483647"),
             (["eval", *m, "--n-ctx", "2000000000"], "KV cache of 4 slots x 2000000000 cells"),
             (["eval", *m, "--threads", "0"], "'--threads'"),
             (["eval", *m, "--num-fewshot", "-1"], "'--num-fewshot'"),

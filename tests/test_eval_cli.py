@@ -157,3 +157,14 @@ def test_llama_cpp_short_flags_and_db_after_the_command(tiny_path: Path, shared_
         settings = json.loads(con.execute("SELECT settings FROM runs").fetchone()[0])
     assert settings["flash_attn"] == "off" and settings["n_ctx"] == 512 and settings["batch_size"] == 128
     assert run_cli("--version", data=shared_data).stdout.startswith("painters-gguf ")
+
+
+def test_tables_fit_80_columns(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
+    """At 80 columns every eval row stays on one line, the perplexity's exponent form included."""
+    env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data), COLUMNS="80")
+    args = ["--db", str(tmp_path / "w.db"), "eval", "-m", str(tiny_path), "--tasks", "arc_easy,lambada_openai", "--limit", "4"]
+    result = subprocess.run([CLI, *args], env=env, capture_output=True, text=True, check=True)
+    lines = result.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    rows = [line for line in lines if line.startswith("│")]
+    assert len(rows) == 4 and any("perplexity" in row and "±" in row for row in rows)  # one line per metric

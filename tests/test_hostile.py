@@ -7,6 +7,8 @@ from __future__ import annotations
 import errno
 import json
 import math
+import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -210,3 +212,20 @@ def test_rows_pass_the_checks_or_name_the_problem(task_name: str, data: st.DataO
             from painters_gguf.requests import LoglikelihoodResult
 
             task.score(doc, [LoglikelihoodResult(-1.0, True) for _ in requests])  # type: ignore[union-attr]
+
+
+def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
+    """Written through a private temporary file, a result still gets the mode a new file gets
+    (not 0600), and a rewritten file keeps its own."""
+    mask = os.umask(0o022)
+    try:
+        new = tmp_path / "new.json"
+        outputs.write_text(new, ["{}"])
+        assert stat.S_IMODE(new.stat().st_mode) == 0o644
+        kept = tmp_path / "kept.json"
+        kept.write_text("old")
+        kept.chmod(0o600)
+        outputs.write_text(kept, ["{}"])
+        assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_text() == "{}"
+    finally:
+        os.umask(mask)
