@@ -21,7 +21,6 @@ from painters_gguf.cli.session import open_session, progress_bar
 from painters_gguf.data import data_dir
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import PreparedTask, Progress, TaskScores
-from painters_gguf.outputs import expand
 from painters_gguf.plan import Plan
 from painters_gguf.report import results_json, sample_records, sanitize, write_json, write_samples
 
@@ -82,7 +81,7 @@ def eval_command(
     scoring: options.Scoring,
 ) -> None:
     """Score a plan on benchmarks, next to the unmodified model and normalized (0 = chance, 1 = full model)."""
-    session = open_session(db=expand(scoring.db) if scoring.db else ctx.obj.db, scoring=scoring)
+    session = open_session(default_db=ctx.obj.db, scoring=scoring)
     path, llm, prepared, evaluator = session.path, session.model, session.prepared, session.evaluator
     # every output checked before any scoring: none may be an input of this run
     inputs, data_folder = [path, evaluator.store.path], [data_dir(scoring.data)]
@@ -153,7 +152,7 @@ def eval_command(
             "num_fewshot": {p.task.name: evaluator.settings.shots(p.task) for p in prepared},
         }
         results = results_json(
-            prepared, plan_scores, full_scores, config, model_name=str(path), start_time=started, end_time=ended
+            prepared, plan_scores, full_scores, config, model_name=path.stem, start_time=started, end_time=ended
         )
         write_json(results_path, results)
         err.print(f"wrote {escape(str(results_path))}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +18,7 @@ from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, prepare
 from painters_gguf.fetch import resolve_model
 from painters_gguf.gguf_check import check_model_file
+from painters_gguf.outputs import expand
 from painters_gguf.store import Store
 
 if TYPE_CHECKING:
@@ -35,8 +37,9 @@ class Session:
         return self.evaluator.model
 
 
-def open_session(*, db: Path, scoring: Scoring) -> Session:
-    """Load the model once, read the tasks, open the store."""
+def open_session(*, default_db: Path, scoring: Scoring) -> Session:
+    """Load the model once, read the tasks, open the store (--db after the command, else the
+    one before it, else the default)."""
     from painters_gguf.scoring import Scorer
 
     if scoring.limit is not None and scoring.limit < 1:
@@ -54,7 +57,9 @@ def open_session(*, db: Path, scoring: Scoring) -> Session:
         add_bos=bool(settings.add_bos),
         flash_attn=settings.flash_attn,
     )
-    return Session(path, Evaluator(scorer, Store(db), settings), prepared)
+    store = Store(expand(scoring.db) if scoring.db is not None else default_db)
+    atexit.register(store.close)  # its `writers` row goes with the process
+    return Session(path, Evaluator(scorer, store, settings), prepared)
 
 
 def load_model(spec: str | None, *, n_gpu_layers: int = 0, vocab_only: bool = False) -> tuple[Path, Model]:

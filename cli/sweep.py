@@ -15,7 +15,6 @@ from painters_gguf.cli.render import looped_heatmap, summary_table, sweep_table
 from painters_gguf.cli.session import Session, open_session, progress_bar
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import TaskScores
-from painters_gguf.outputs import expand
 from painters_gguf.variants import VARIANTS, Variant
 
 VariantOption = Annotated[
@@ -102,7 +101,7 @@ def sweep(
     scoring: options.Scoring,
 ) -> None:
     """Score the paper's sweeps (every N; random over seeds; looped parallel over iterations) through the store."""
-    session = open_session(db=expand(scoring.db) if scoring.db else ctx.obj.db, scoring=scoring)
+    session = open_session(default_db=ctx.obj.db, scoring=scoring)
     _show(session, *_cells(session, variant, plan, seeds, iters, compute=True))
 
 
@@ -124,7 +123,12 @@ def report(
     scoring: options.Scoring,
 ) -> None:
     """Show sweeps from the results store as tables and terminal heatmaps; --plot writes figures. Computes nothing."""
-    session = open_session(db=expand(scoring.db) if scoring.db else ctx.obj.db, scoring=scoring)
+    matrix = None
+    if similarity is not None:  # checked before anything else
+        from painters_gguf.figures import load_similarity
+
+        matrix = load_similarity(similarity)
+    session = open_session(default_db=ctx.obj.db, scoring=scoring)
     if plot is not None:  # before anything else: a folder for the figures that can be written
         plot = outputs.expand(plot)
         outputs.make_folder(plot, "--plot")
@@ -137,7 +141,7 @@ def report(
 
         name = session.model.meta("general.name") or session.path.name  # the model's name, as its card gives it
         tasks = [prep.task for prep in session.prepared]
-        written, notes = figures.write_all(plot, name, session.model.n_layer, cells, tasks, similarity)
+        written, notes = figures.write_all(plot, name, session.model.n_layer, cells, tasks, matrix)
         for path in written:
             err.print(f"wrote {untrusted(path)}")
         for note in notes:

@@ -41,9 +41,10 @@ class Settings:
 
     def for_model(self, arch: str, n_layer: int) -> Settings:
         """These settings for a model: add_bos decided by its architecture, and GPU layers that
-        mean the same written the same (-1, and any count from n_layer up, are all layers)."""
+        mean the same written the same (-1, and any count from n_layer + 1 up, are all layers)."""
         add_bos = default_add_bos(arch) if self.add_bos is None else self.add_bos
-        n_gpu_layers = -1 if self.n_gpu_layers < 0 or self.n_gpu_layers >= n_layer else self.n_gpu_layers
+        # llama.cpp offloads n_layer blocks and the output layer: n_layer + 1 and more is all of them
+        n_gpu_layers = -1 if self.n_gpu_layers < 0 or self.n_gpu_layers > n_layer else self.n_gpu_layers
         return dataclasses.replace(self, add_bos=add_bos, n_gpu_layers=n_gpu_layers)
 
     @classmethod
@@ -70,6 +71,17 @@ class Settings:
             # only when not the default, so that stores written before the option keep their keys
             **({"flash_attn": self.flash_attn} if self.flash_attn != "auto" else {}),
         }
+
+
+def _usable(task: Task, result: dict) -> bool:
+    """A stored document holds every metric as a finite number, and what its sample log shows."""
+    values = [result.get(metric.name) for metric in task.metrics]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+        return False
+    if task.generation:
+        return isinstance(result.get("generated"), str)
+    lls, greedy = result.get("loglikelihoods"), result.get("is_greedy")
+    return isinstance(lls, list) and isinstance(greedy, list) and len(lls) == len(greedy)
 
 
 def default_add_bos(arch: str) -> bool:
@@ -161,7 +173,9 @@ class Evaluator:
         return scores[plan], scores[self.full_plan]
 
     def todo(self, plan: Plan, prepared: PreparedTask) -> int:
-        done, _ = self._stored(self.store.run_id(self.run_key(plan, prepared.task)), prepared.task)
+        """Documents still to score (a count from the store: nothing is read or written)."""
+        run_id = self.store.find_run(self.run_key(plan, prepared.task))
+        done = self.store.doc_indices(run_id) if run_id is not None else set()
         return sum(1 for i in prepared.indices if i not in done)
 
     def _stored(self, run_id: int, task: Task) -> tuple[dict[int, dict], list[int]]:
@@ -169,8 +183,7 @@ class Evaluator:
         task missing or not a finite number (a store edited or written by something else)."""
         results, damaged = self.store.results(run_id)
         for index, result in list(results.items()):
-            values = [result.get(metric.name) for metric in task.metrics]
-            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values):
+            if not _usable(task, result):
                 damaged.append(index)
                 del results[index]
         return results, sorted(damaged)
@@ -218,10 +231,15 @@ class Evaluator:
             for settings in self.store.settings_with_results(self.model.sha256, self.full_plan.text, prep.task.name)
             if settings.get("packing") == PACKING
         }
-        if len(found) != 1:
+        current = {json.dumps(self.settings.key(prep.task), sort_keys=True) for prep in prepared}
+        if len(found) != 1 or set(found) <= current:  # several to choose from, or these (with other documents)
             return None
-        stored = Settings.from_key(next(iter(found.values())))
-        shown = ", ".join(f"{k}={v}" for k, v in sorted(next(iter(found.values())).items()) if k != "packing")
+        key = next(iter(found.values()))
+        try:
+            stored = Settings.from_key(key)
+        except (KeyError, TypeError):
+            return None  # written by something else
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(key.items()) if k != "packing")
         self.settings = stored
         return f"no results with the settings given; showing those the store holds: {shown}"
 

@@ -152,7 +152,7 @@ def write_all(
     n_layer: int,
     cells: dict[Variant, list[Cell]],
     tasks: Sequence[Task],
-    similarity: Path | None = None,
+    similarity: np.ndarray | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Every figure the cells support; returns the files and notes on the figures not written."""
     written: list[Path] = []
@@ -170,9 +170,18 @@ def write_all(
     elif len({c.point.variant for c in middle}) > 1:
         notes.append("fewer than two variants with complete grids: no summary figure written")
     if similarity is not None:
-        try:
-            matrix = np.load(similarity)
-        except (OSError, ValueError) as err:
-            raise PaintersError(f"{similarity}: not a saved similarity matrix ({err})") from None
-        written += similarity_figure(folder, model, matrix)
+        written += similarity_figure(folder, model, similarity)
     return written, notes
+
+
+def load_similarity(path: Path) -> np.ndarray:
+    """A matrix saved by `painters-gguf similarity`: square, finite numbers; else one clear error."""
+    try:
+        matrix = np.load(outputs.expand(path), allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise PaintersError(f"{path}: not a saved similarity matrix ({err})") from None
+    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.issubdtype(matrix.dtype, np.number):
+        raise PaintersError(f"{path}: not a similarity matrix (a square array of numbers), found shape {matrix.shape}")
+    if not np.isfinite(matrix).all():
+        raise PaintersError(f"{path}: the similarity matrix holds NaN or infinite values")
+    return matrix

@@ -95,7 +95,7 @@ def _inside(path: Path, folder: Path) -> bool:
 
 def write_text(path: Path, chunks: Iterable[str]) -> None:
     """Write the chunks to a temporary file beside path and rename it over path."""
-    _write(path, [chunk.encode("utf-8") for chunk in chunks])
+    _write(path, (chunk.encode("utf-8") for chunk in chunks))
 
 
 def write_bytes(path: Path, data: bytes) -> None:
@@ -116,7 +116,11 @@ def _write(path: Path, chunks: Iterable[bytes]) -> None:
             except BaseException:
                 part.unlink(missing_ok=True)
                 raise
-        os.replace(part, path)
+        try:
+            os.replace(part, path)
+        except OSError:
+            part.unlink(missing_ok=True)
+            raise
     except OSError as err:
         raise PaintersError(
             f"could not write {path} ({err.strerror}); the scores are in the results store: run the same command again"

@@ -107,9 +107,9 @@ def _pooled(alias: str, blocks: Sequence[dict]) -> dict:
     sizes = [b["samples"] for b in blocks]
     total = sum(sizes)
     value = sum(b["acc,none"] * n for b, n in zip(blocks, sizes, strict=True)) / total
-    errors = [0.0 if b["acc_stderr,none"] == "N/A" else b["acc_stderr,none"] for b in blocks]
-    stderr: float | str = "N/A"
-    if total > len(blocks):
+    errors = [b["acc_stderr,none"] for b in blocks]
+    stderr: float | str = "N/A"  # as lm-eval: unknown when a member's is (a subject of one question)
+    if total > len(blocks) and "N/A" not in errors:
         variance = sum((n - 1) * se**2 * n for n, se in zip(sizes, errors, strict=True)) / (total - len(blocks))
         stderr = math.sqrt(variance / total)
     return {"alias": alias, "acc,none": value, "acc_stderr,none": stderr, "samples": total}
@@ -156,7 +156,9 @@ def results_json(
     shots = {p.task.name: config["num_fewshot"].get(p.task.name, 0) for p in prepared}
     versions: dict[str, object] = {p.task.name: p.task.version for p in prepared}
     if "mmlu" in subtasks:  # the subjects and groups as lm-eval versions them
-        versions.update({name: 2 for name in groups} | {name: 1.0 for name in results if name not in groups})
+        versions.update(
+            {name: 2 for name in groups} | {name: 1.0 for name in results if name.startswith("mmlu_") and name not in groups}
+        )
         shots.update({name: shots["mmlu"] for name in results if name.startswith("mmlu_")})
     return {
         "results": results,
@@ -188,37 +190,47 @@ def sanitize(name: str) -> str:
 
 
 def sample_records(prepared: PreparedTask, scores: TaskScores) -> list[dict]:
-    """One record per document, as lm-eval's --log_samples writes them."""
+    """Records as lm-eval's --log_samples writes them: one per document, and for a generation task
+    one per filter (its filtered response and its metric under the metric's own name)."""
     task = prepared.task
     records = []
     for i in prepared.indices:
-        result, doc = scores.results[i], prepared.docs[i]
-        request = task.requests(doc, prepared.contexts[i])
+        result, doc, context = scores.results[i], prepared.docs[i], prepared.contexts[i]
+        target = str(result.get("target"))
+        common = {
+            "doc_id": i,
+            "doc": doc,
+            "target": target,
+            "doc_hash": _hash(json.dumps(doc, indent=2, ensure_ascii=False)),
+            "prompt_hash": _hash(context),
+            "target_hash": _hash(target),
+        }
         if task.generation:
-            arguments: dict = {"gen_args_0": {"arg_0": prepared.contexts[i], "arg_1": {"until": list(task.until)}}}  # type: ignore[attr-defined]
-            resps: list = [[result["generated"]]]
-            filtered: list = [result.get("prediction")]
-        else:
-            arguments = {
-                f"gen_args_{k}": {"arg_0": r.context, "arg_1": r.continuation}
-                for k, r in enumerate(request)  # type: ignore[arg-type]
-            }
-            pairs = [[ll, greedy] for ll, greedy in zip(result["loglikelihoods"], result["is_greedy"], strict=True)]
-            resps, filtered = [[pair] for pair in pairs], pairs
-        target = result.get("target")
+            arguments = {"gen_args_0": {"arg_0": context, "arg_1": {"until": list(task.until)}}}  # type: ignore[attr-defined]
+            for metric in task.metrics:
+                name, filter_name = metric_key(metric.name)
+                records.append(
+                    {
+                        **common,
+                        "arguments": arguments,
+                        "resps": [[result["generated"]]],
+                        "filtered_resps": [result["prediction"][filter_name]],
+                        "filter": filter_name,
+                        "metrics": [name],
+                        name: result[metric.name],
+                    }
+                )
+            continue
+        request = task.requests(doc, context)
+        pairs = [[ll, greedy] for ll, greedy in zip(result["loglikelihoods"], result["is_greedy"], strict=True)]
         records.append(
             {
-                "doc_id": i,
-                "doc": doc,
-                "target": target,
-                "arguments": arguments,
-                "resps": resps,
-                "filtered_resps": filtered,
+                **common,
+                "arguments": {f"gen_args_{k}": {"arg_0": r.context, "arg_1": r.continuation} for k, r in enumerate(request)},  # type: ignore[arg-type]
+                "resps": [[pair] for pair in pairs],
+                "filtered_resps": pairs,
                 "filter": "none",
                 "metrics": [metric_key(m.name)[0] for m in task.metrics],
-                "doc_hash": _hash(json.dumps(doc, sort_keys=True, ensure_ascii=False)),
-                "prompt_hash": _hash(prepared.contexts[i]),
-                "target_hash": _hash(str(target)),
                 "prediction": result.get("prediction"),
                 **{m.name: result[m.name] for m in task.metrics},
             }

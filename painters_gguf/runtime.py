@@ -223,9 +223,9 @@ class Model:
 
     def check_tokens(self, tokens: Sequence[int]) -> None:
         """Token ids are 0..n_vocab-1 (llama.cpp reads past its tables otherwise)."""
-        bad = next((t for t in tokens if not (isinstance(t, (int, np.integer)) and 0 <= t < self.n_vocab)), None)
-        if bad is not None or any(isinstance(t, bool) for t in tokens):
-            raise PaintersError(f"token id {bad!r} is not in 0..{self.n_vocab - 1}")
+        for t in tokens:
+            if isinstance(t, bool) or not isinstance(t, (int, np.integer)) or not 0 <= t < self.n_vocab:
+                raise PaintersError(f"token id {t!r} is not in 0..{self.n_vocab - 1}")
 
     def close(self) -> None:
         """Free the weights, and first every context still open on them."""
@@ -396,10 +396,9 @@ class Context:
         for i, seq_ids in enumerate(batch.seq_ids):
             if not 0 < len(seq_ids) <= self.n_seq_max:
                 raise PaintersError(f"a token belongs to 1..{self.n_seq_max} sequences, found {len(seq_ids)}")
+            self._check_seq(*seq_ids)
             b.n_seq_id[i] = len(seq_ids)
             for j, seq_id in enumerate(seq_ids):
-                if not 0 <= seq_id < self.n_seq_max:
-                    raise PaintersError(f"sequence ids go from 0 to {self.n_seq_max - 1}, found {seq_id}")
                 b.seq_id[i][j] = seq_id
         status = C.llama_decode(ctx, b)
         if status != 0:

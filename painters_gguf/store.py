@@ -106,19 +106,32 @@ class Store:
         make_folder(path.parent, f"results store {path}")
         if path.is_dir():
             raise PaintersError(f"results store {path} is a directory: give a file (--db)")
-        timeout = lock_timeout()
-        with self.errors():
-            self.db = sqlite3.connect(path, timeout=timeout, isolation_level=None)
-            self.db.execute("PRAGMA journal_mode=WAL")  # readers and a writer at once; crash-safe
-            self.db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-            self.db.execute("PRAGMA foreign_keys=ON")
-            self._migrate()
-            self._check_tables()
-            with self.transaction():  # who has the store open, for a lock timeout's message
-                self.db.execute(
-                    "INSERT OR REPLACE INTO writers (pid, host, command, since_utc) VALUES (?, ?, ?, ?)",
-                    (os.getpid(), socket.gethostname(), " ".join(sys.argv)[:300], utc_now()),
-                )
+        self.timeout = lock_timeout()
+        try:
+            with self.errors():
+                self.db = sqlite3.connect(path, timeout=self.timeout, isolation_level=None)
+                self.db.execute("PRAGMA journal_mode=WAL")  # readers and a writer at once; crash-safe
+                self.db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
+                self.db.execute("PRAGMA foreign_keys=ON")
+                self._migrate()
+                self._check_tables()
+                self._register()
+        except BaseException:
+            if self.db is not None:
+                self.db.close()
+                self.db = None
+            raise
+
+    def _register(self) -> None:
+        """Note who has the store open (for a lock timeout's message); forget this host's dead processes."""
+        host = socket.gethostname()
+        with self.transaction():
+            stale = [pid for (pid,) in self._conn.execute("SELECT pid FROM writers WHERE host = ?", (host,)) if not _alive(pid)]
+            self._conn.executemany("DELETE FROM writers WHERE pid = ? AND host = ?", [(pid, host) for pid in stale])
+            self._conn.execute(
+                "INSERT OR REPLACE INTO writers (pid, host, command, since_utc) VALUES (?, ?, ?, ?)",
+                (os.getpid(), host, " ".join(sys.argv)[:300], utc_now()),
+            )
 
     @contextlib.contextmanager
     def errors(self) -> Iterator[None]:
@@ -128,7 +141,7 @@ class Store:
         except sqlite3.OperationalError as err:
             if "locked" in str(err) or "busy" in str(err):
                 raise PaintersError(
-                    f"results store {self.path} stayed locked for {lock_timeout():g} s by another process"
+                    f"results store {self.path} stayed locked for {self.timeout:g} s by another process"
                     f"{self._holders()}; wait for it to finish, or use another --db"
                 ) from None
             raise PaintersError(f"results store {self.path}: {err}") from None
@@ -216,7 +229,20 @@ class Store:
                    WHERE r.model_sha256 = ? AND r.plan = ? AND r.task = ? GROUP BY r.id ORDER BY n DESC""",
                 (model_sha256, plan, task),
             ).fetchall()
-        return [json.loads(settings) for settings, _ in rows]
+        found = []
+        for text, _ in rows:
+            try:
+                settings = json.loads(text)
+            except ValueError:
+                continue  # a damaged row: not a set of settings to offer
+            if isinstance(settings, dict):
+                found.append(settings)
+        return found
+
+    def doc_indices(self, run_id: int) -> set[int]:
+        """The documents a run holds, without reading them."""
+        with self.errors():
+            return {int(i) for (i,) in self._conn.execute("SELECT doc_index FROM docs WHERE run_id = ?", (run_id,))}
 
     def results(self, run_id: int) -> tuple[dict[int, dict], list[int]]:
         """The run's stored documents, and the indices of damaged ones (not a JSON object)."""
@@ -290,6 +316,9 @@ class _Transaction:
         try:
             self.store._conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
         except sqlite3.Error as err:
+            if self.store._conn.in_transaction:  # a COMMIT that failed (busy) leaves the transaction open
+                with contextlib.suppress(sqlite3.Error):
+                    self.store._conn.execute("ROLLBACK")
             if exc is None:
                 exc_type, exc = type(err), err
         return self.errors.__exit__(exc_type, exc, tb)  # type: ignore[arg-type]

@@ -144,13 +144,23 @@ def run(
         else evaluator.stored(evaluator.full_plan, prep)
         for prep in prepared
     }
+    known: dict[tuple[str, str], TaskScores | None] = {
+        (evaluator.full_plan.text, name): scores for name, scores in full.items()
+    }  # a plan shared by several points is scored (or read) once
+
+    def scores_of(plan: Plan, prep: PreparedTask) -> TaskScores | None:
+        key = (plan.text, prep.task.name)
+        if key not in known:
+            known[key] = evaluator.run(plan, prep, progress) if compute else evaluator.stored(plan, prep)
+        return known[key]
+
     cells: dict[Variant, list[Cell]] = {}
     for variant, points in grids.items():
         cells[variant] = []
         for point in points:
             cell = Cell(point, {}, {})
             for prep in prepared:
-                scores = evaluator.run(point.plan, prep, progress) if compute else evaluator.stored(point.plan, prep)
+                scores = scores_of(point.plan, prep)
                 name = prep.task.name
                 cell.raw[name], cell.normalized[name], cell.stderr[name] = _primary(prep, scores, full[name])
                 cell.n[name] = scores.n_docs if scores is not None else 0
@@ -211,6 +221,11 @@ def summarize(cells: Sequence[Cell]) -> tuple[dict[Variant, Summary], list[str]]
             notes.append(f"{variant.value}: {done} of {total} points scored on every task; left out of the summary (run sweep)")
             continue
         values = [v for cell in group for v in cell.normalized.values() if v is not None]
+        if not values:  # every task's full model at its baseline: nothing to normalize by
+            notes.append(
+                f"{variant.value}: no normalized score is defined (the full model is at chance); left out of the summary"
+            )
+            continue
         summary[variant] = Summary(statistics.fmean(values), statistics.median(values), total, len(values))
     return summary, notes
 

@@ -280,6 +280,7 @@ def scenario_options(model: Path, data: Path) -> Outcome:
             (["report", *m, "--variant", "looped-parallel", "--iters", "1-10000000000"], "iterations go from 1 to 16384"),
             (["report", *m, "--variant", "looped-parallel", "--iters", "5-2"], "iterations go from 1 to 16384"),
             (["similarity", "-m", str(model), "--docs", "0"], "'--docs'"),
+            (["report", *m, "--similarity", str(model)], "not a saved similarity matrix"),
             (["eval", *m, "--tasks", "arc_easy,nope"], "nope"),
             (["nosuch"], "No such command 'nosuch'"),
         ]:

@@ -139,11 +139,16 @@ def test_generation_bar_counts_tokens(tiny_path: Path, shared_data: Path, tmp_pa
         "0",
         "-o",
         str(tmp_path / "g.json"),
+        "--log-samples",
         data=shared_data,
     )
     assert "tokens/s" in result.stderr
     block = json.loads((tmp_path / "g.json").read_text())["results"]["gsm8k"]
     assert block["exact_match,strict-match"] == 0.0  # a random model does not answer 'Question: ...#### 18'
+    (log,) = tmp_path.glob("samples_gsm8k_*.jsonl")
+    records = [json.loads(line) for line in log.read_text().splitlines()]  # one per document and filter, as lm-eval
+    assert [(r["doc_id"], r["filter"]) for r in records] == [(i, f) for i in (0, 1) for f in ("strict-match", "flexible-extract")]
+    assert all(r["metrics"] == ["exact_match"] and len(r["filtered_resps"]) == 1 and "exact_match" in r for r in records)
 
 
 def test_llama_cpp_short_flags_and_db_after_the_command(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:

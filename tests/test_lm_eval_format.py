@@ -43,8 +43,9 @@ def test_lm_eval_finds_the_results_and_the_samples(run_folder: Path) -> None:
 def test_lm_eval_tabulates_the_results_and_mmlu_groups(run_folder: Path) -> None:
     (path,) = lm_eval_utils.get_results_filenames(files(run_folder))
     data = json.loads(Path(path).read_text())
-    assert data["model_name"].endswith("tiny-bpe.gguf") and float(data["total_evaluation_time_seconds"]) > 0
+    assert data["model_name"] == data["model_name_sanitized"] == "tiny-bpe" and float(data["total_evaluation_time_seconds"]) > 0
     assert set(data["configs"]) == {"arc_easy", "mmlu"}
+    assert data["versions"]["arc_easy"] == "1.0" and data["versions"]["mmlu"] == 2 and data["versions"]["mmlu_anatomy"] == 1.0
     assert data["configs"]["arc_easy"]["dataset_path"] == "allenai/ai2_arc" and data["configs"]["arc_easy"]["num_fewshot"] == 0
     assert [m["metric"] for m in data["configs"]["arc_easy"]["metric_list"]] == ["acc", "acc_norm"]
     groups = data["groups"]

@@ -160,12 +160,13 @@ def test_bos_follows_lm_eval_unless_told() -> None:
 
 
 def test_gpu_layers_that_mean_the_same_are_one_key() -> None:
-    """-1 and any count from the layer count up all offload every layer: one store key."""
+    """-1 and any count past the layer count (llama.cpp's n_layer blocks and the output layer) all
+    offload everything: one store key; n_layer leaves a layer on the CPU and stays its own."""
     from painters_gguf.evaluate import Settings
 
-    keys = {Settings(n_gpu_layers=n).for_model("llama", 30).key(TASKS["arc_easy"])["n_gpu_layers"] for n in (-1, 30, 99)}
+    keys = {Settings(n_gpu_layers=n).for_model("llama", 30).key(TASKS["arc_easy"])["n_gpu_layers"] for n in (-1, 31, 99)}
     assert keys == {-1}
-    assert Settings(n_gpu_layers=29).for_model("llama", 30).key(TASKS["arc_easy"])["n_gpu_layers"] == 29
+    assert Settings(n_gpu_layers=30).for_model("llama", 30).key(TASKS["arc_easy"])["n_gpu_layers"] == 30
     assert Settings(n_gpu_layers=0).for_model("llama", 30).key(TASKS["arc_easy"])["n_gpu_layers"] == 0
 
 

@@ -296,6 +296,14 @@ def test_summary_ranks_only_complete_grids() -> None:
     assert notes == ["reverse: 1 of 3 points scored on every task; left out of the summary (run sweep)"]
 
 
+def test_summary_leaves_out_a_variant_with_no_normalized_score() -> None:
+    cells = [dataclasses.replace(c, normalized={"arc_easy": None}) for c in cells_of(Variant.SKIP, {0, 1, 2})]
+    summary, notes = sweeps.summarize(cells)
+    assert summary == {} and notes == [
+        "skip: no normalized score is defined (the full model is at chance); left out of the summary"
+    ]
+
+
 def test_report_shows_the_seeds_the_store_holds() -> None:
     cells = cells_of(Variant.RANDOM, {0, 1, 2})
     cells = [
