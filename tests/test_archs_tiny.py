@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from test_runtime_tiny import PLAN_TEXTS, TOKENS
 from tiny_archs import FAMILIES, Gemma2, Gemma3, Shape, TinyModel
-from tiny_llama import relative_error
+from tiny_llama import assert_plans_differ, chunked_logits, relative_error
 
 from painters_gguf import variants
 from painters_gguf.plan import Plan
@@ -75,13 +75,7 @@ def test_plan_matches_reference(family, ctx_f32, text: str) -> None:
 
 def test_plans_differ_from_each_other(ctx_f32) -> None:
     """The reference agreement above is not vacuous: the plans give clearly different logits."""
-    outputs = []
-    for text in PLAN_TEXTS:
-        ctx_f32.set_plan(Plan.parse(text))
-        outputs.append(ctx_f32.logits(TOKENS))
-    for i in range(len(outputs)):
-        for j in range(i + 1, len(outputs)):
-            assert relative_error(outputs[i], outputs[j]) > 1e-2, (PLAN_TEXTS[i], PLAN_TEXTS[j])
+    assert_plans_differ(ctx_f32, PLAN_TEXTS, TOKENS)
 
 
 @pytest.mark.parametrize("text", PLAN_TEXTS)
@@ -93,8 +87,7 @@ def test_chunked_decode_equals_one_pass(family, ctx_f32, text: str, chunk: int) 
     """
     ctx_f32.set_plan(Plan.parse(text))
     whole = ctx_f32.logits(TOKENS)
-    ctx_f32.clear()
-    pieces = np.concatenate([ctx_f32.eval(TOKENS[i : i + chunk]) for i in range(0, len(TOKENS), chunk)])
+    pieces = chunked_logits(ctx_f32, TOKENS, chunk)
     assert relative_error(pieces, whole) < chunk_tolerance(family[0])
 
 
@@ -182,8 +175,7 @@ def test_swa_plans_decode_in_chunks_as_in_one_pass(swa_family, text: str) -> Non
     ctx.set_plan(Plan.parse(text))
     whole = ctx.logits(TOKENS)
     for chunk in (1, 3, 5):
-        ctx.clear()
-        pieces = np.concatenate([ctx.eval(TOKENS[i : i + chunk]) for i in range(0, len(TOKENS), chunk)])
+        pieces = chunked_logits(ctx, TOKENS, chunk)
         assert relative_error(pieces, whole) < chunk_tolerance(reference)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tiny_llama import chunked_logits
 
 from painters_gguf import variants
 from painters_gguf.plan import Plan
@@ -75,6 +76,5 @@ def test_parallel_middle_changes_the_next_token_ranking(ctx, tokens) -> None:
 def test_chunked_decode_equals_one_pass(ctx, tokens, text: str) -> None:
     ctx.set_plan(Plan.parse(text))
     whole = ctx.logits(tokens)
-    ctx.clear()
-    pieces = np.concatenate([ctx.eval(tokens[i : i + 5]) for i in range(0, len(tokens), 5)])
+    pieces = chunked_logits(ctx, tokens, 5)
     assert np.max(np.abs(pieces - whole)) / np.max(np.abs(whole)) < 1e-4

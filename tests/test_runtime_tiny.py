@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_llama import Reference, TinyWeights, relative_error, write_gguf
+from tiny_llama import Reference, TinyWeights, assert_plans_differ, chunked_logits, relative_error, write_gguf
 
 from painters_gguf import abi, variants
 from painters_gguf.errors import PlanError
@@ -67,13 +67,7 @@ def test_plan_matches_reference(ctx_f32, reference: Reference, text: str) -> Non
 
 def test_plans_differ_from_each_other(ctx_f32) -> None:
     """The reference agreement above is not vacuous: the plans give clearly different logits."""
-    outputs = []
-    for text in PLAN_TEXTS:
-        ctx_f32.set_plan(Plan.parse(text))
-        outputs.append(ctx_f32.logits(TOKENS))
-    for i in range(len(outputs)):
-        for j in range(i + 1, len(outputs)):
-            assert relative_error(outputs[i], outputs[j]) > 1e-2, (PLAN_TEXTS[i], PLAN_TEXTS[j])
+    assert_plans_differ(ctx_f32, PLAN_TEXTS, TOKENS)
 
 
 def test_identity_plan_is_bitwise_the_default(tiny_model) -> None:
@@ -96,8 +90,7 @@ def test_chunked_decode_equals_one_pass(ctx_f32, text: str, chunk: int) -> None:
     """
     ctx_f32.set_plan(Plan.parse(text))
     whole = ctx_f32.logits(TOKENS)
-    ctx_f32.clear()
-    pieces = np.concatenate([ctx_f32.eval(TOKENS[i : i + chunk]) for i in range(0, len(TOKENS), chunk)])
+    pieces = chunked_logits(ctx_f32, TOKENS, chunk)
     assert relative_error(pieces, whole) < 1e-5
 
 

@@ -214,6 +214,12 @@ class TinyModel:
             out.append(y.reshape(T, heads, s.head_dim))
         return out[0], out[1], out[2]
 
+    def fused_qkv(self, qkv: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A fused Q|K|V projection's output (T, q + 2 kv) split into (T, heads, head_dim) each."""
+        s, T = self.shape, qkv.shape[0]
+        q, k, v = np.split(qkv, [s.n_head * s.head_dim, (s.n_head + s.n_head_kv) * s.head_dim], axis=-1)
+        return q.reshape(T, s.n_head, s.head_dim), k.reshape(T, s.n_head_kv, s.head_dim), v.reshape(T, s.n_head_kv, s.head_dim)
+
     def block(self, layer: int, h: np.ndarray) -> np.ndarray:
         """One block over the whole sequence h (T, n_embd), residuals included."""
         raise NotImplementedError
@@ -455,11 +461,8 @@ class Phi3(TinyModel):
     def block(self, layer: int, h: np.ndarray) -> np.ndarray:
         s, w, p, T = self.shape, self.w, f"blk.{layer}.", h.shape[0]
         positions = np.arange(T, dtype=np.float64)
-        qkv = rms_norm(h, w[p + "attn_norm.weight"], self.rms_eps) @ w[p + "attn_qkv.weight"].T
-        q, k, v = np.split(qkv, [s.n_head * s.head_dim, (s.n_head + s.n_head_kv) * s.head_dim], axis=-1)
-        q = rope_neox(q.reshape(T, s.n_head, s.head_dim), positions, self.rope_base, self.n_rot)
-        k = rope_neox(k.reshape(T, s.n_head_kv, s.head_dim), positions, self.rope_base, self.n_rot)
-        v = v.reshape(T, s.n_head_kv, s.head_dim)
+        q, k, v = self.fused_qkv(rms_norm(h, w[p + "attn_norm.weight"], self.rms_eps) @ w[p + "attn_qkv.weight"].T)
+        q, k = rope_neox(q, positions, self.rope_base, self.n_rot), rope_neox(k, positions, self.rope_base, self.n_rot)
         h = h + attention(q / np.sqrt(s.head_dim), k, v, 1.0) @ w[p + "attn_output.weight"].T
         gate, up = np.split(rms_norm(h, w[p + "ffn_norm.weight"], self.rms_eps) @ w[p + "ffn_up.weight"].T, 2, axis=-1)
         return h + (silu(gate) * up) @ w[p + "ffn_down.weight"].T
@@ -549,11 +552,9 @@ class GPTNeoX(TinyModel):
         s, w, p, T = self.shape, self.w, f"blk.{layer}.", h.shape[0]
         positions = np.arange(T, dtype=np.float64)
         x = layer_norm(h, w[p + "attn_norm.weight"], w[p + "attn_norm.bias"], self.layer_norm_eps)
-        qkv = x @ w[p + "attn_qkv.weight"].T + w[p + "attn_qkv.bias"]
-        q, k, v = np.split(qkv, [s.n_head * s.head_dim, (s.n_head + s.n_head_kv) * s.head_dim], axis=-1)
-        q = rope_neox(q.reshape(T, s.n_head, s.head_dim), positions, self.rope_base, self.n_rot)
-        k = rope_neox(k.reshape(T, s.n_head_kv, s.head_dim), positions, self.rope_base, self.n_rot)
-        attn = attention(q, k, v.reshape(T, s.n_head_kv, s.head_dim), 1 / np.sqrt(s.head_dim))
+        q, k, v = self.fused_qkv(x @ w[p + "attn_qkv.weight"].T + w[p + "attn_qkv.bias"])
+        q, k = rope_neox(q, positions, self.rope_base, self.n_rot), rope_neox(k, positions, self.rope_base, self.n_rot)
+        attn = attention(q, k, v, 1 / np.sqrt(s.head_dim))
         attn = attn @ w[p + "attn_output.weight"].T + w[p + "attn_output.bias"]
         m = layer_norm(h, w[p + "ffn_norm.weight"], w[p + "ffn_norm.bias"], self.layer_norm_eps)
         m = gelu_tanh(m @ w[p + "ffn_up.weight"].T + w[p + "ffn_up.bias"]) @ w[p + "ffn_down.weight"].T + w[p + "ffn_down.bias"]

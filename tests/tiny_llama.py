@@ -201,3 +201,22 @@ class Reference:
 def relative_error(actual: np.ndarray, expected: np.ndarray) -> float:
     """Largest absolute difference relative to the largest expected magnitude."""
     return float(np.max(np.abs(actual - expected)) / np.max(np.abs(expected)))
+
+
+def chunked_logits(ctx, tokens: Sequence[int], chunk: int) -> np.ndarray:
+    """The logits of the tokens decoded through the KV cache `chunk` at a time, from an empty cache."""
+    ctx.clear()
+    return np.concatenate([ctx.eval(tokens[i : i + chunk]) for i in range(0, len(tokens), chunk)])
+
+
+def assert_plans_differ(ctx, texts: Sequence[str], tokens: Sequence[int]) -> None:
+    """Every pair of plans gives clearly different logits: agreement with a reference is not vacuous."""
+    from painters_gguf.plan import Plan
+
+    outputs = []
+    for text in texts:
+        ctx.set_plan(Plan.parse(text))
+        outputs.append(ctx.logits(tokens))
+    for i in range(len(outputs)):
+        for j in range(i + 1, len(outputs)):
+            assert relative_error(outputs[i], outputs[j]) > 1e-2, (texts[i], texts[j])
