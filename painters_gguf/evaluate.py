@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from painters_gguf import metrics, variants
 from painters_gguf.data import load_split
 from painters_gguf.plan import Plan
-from painters_gguf.requests import Generation
+from painters_gguf.requests import Generation, LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.store import RunKey, Store
 from painters_gguf.tasks.base import Task
 
@@ -90,6 +90,8 @@ def default_add_bos(arch: str) -> bool:
     return arch.startswith("gemma")
 
 
+_UNSET = object()  # no plan set on the context yet
+
 # requests packed into one decode batch at most (each a sequence of the KV cache)
 SEQUENCES_PER_BATCH = 64
 
@@ -147,7 +149,7 @@ class Evaluator:
         self.model = scorer.model
         self.settings = settings.for_model(self.model.arch, self.model.n_layer)
         self.full_plan = variants.full(self.model.n_layer)
-        self._plan: Plan | None = None
+        self._graph_plan: Plan | None | object = _UNSET  # the plan the context runs (None: the stock graph)
         self.notes: list[str] = []  # what a user should hear about: damaged stored documents scored again
 
     def run_key(self, plan: Plan, task: Task) -> RunKey:
@@ -188,21 +190,39 @@ class Evaluator:
                 del results[index]
         return results, sorted(damaged)
 
-    def set_plan(self, plan: Plan) -> None:
-        if plan != self._plan:
-            self.scorer.ctx.set_plan(None if plan.is_identity(self.model.n_layer) else plan)
-            self._plan = plan
+    def set_plan(self, plan: Plan, *, named_states: bool = False) -> None:
+        """Run `plan` from now on: the full model's through the stock graph, unless `named_states`
+        asks for its hidden states by name (the identity plan, bit for bit the same numbers)."""
+        graph_plan = None if plan.is_identity(self.model.n_layer) and not named_states else plan
+        if self._graph_plan is _UNSET or graph_plan != self._graph_plan:
+            self.scorer.ctx.set_plan(graph_plan)
+            self._graph_plan = graph_plan
 
-    def run(self, plan: Plan, prepared: PreparedTask, progress: Progress = lambda n: None) -> TaskScores:
+    def open_run(self, plan: Plan, prepared: PreparedTask) -> tuple[int, dict[int, dict], list[int]]:
+        """The store's run of a plan on a task, its usable documents, and those it still needs.
+        Damaged stored documents are forgotten (to be scored again), with a note."""
         task = prepared.task
         run_id = self.store.run_id(self.run_key(plan, task))
         done, damaged = self._stored(run_id, task)
-        if damaged:  # scored again below
+        if damaged:
             self.store.discard(run_id, damaged)
             shown = ", ".join(map(str, damaged[:5])) + (", ..." if len(damaged) > 5 else "")
             where = f"run {run_id}, documents {shown}"
             self.notes.append(f"{task.name}, plan {plan.text}: {len(damaged)} damaged stored documents ({where}) scored again")
-        todo = [i for i in prepared.indices if i not in done]
+        return run_id, done, [i for i in prepared.indices if i not in done]
+
+    def requests(self, prepared: PreparedTask, todo: Sequence[int]) -> list[list[LoglikelihoodRequest]]:
+        """The log-likelihood requests of the split's documents from the first up to those that
+        close the last batch holding a `todo` document: packed from the first document, as a
+        full run would, so that every document lands in the same batch whatever is done."""
+        task, docs = prepared.task, prepared.docs
+        # a batch holds at most n_seq_max documents: this many more close the last needed batch
+        end = min(len(docs), max(todo) + self.scorer.ctx.n_seq_max + 1)
+        return [task.requests(docs[i], prepared.context_of(i)) for i in range(end)]  # type: ignore[misc]
+
+    def run(self, plan: Plan, prepared: PreparedTask, progress: Progress = lambda n: None) -> TaskScores:
+        task = prepared.task
+        run_id, done, todo = self.open_run(plan, prepared)
         if todo:
             self.set_plan(plan)
             if task.generation:
@@ -253,21 +273,26 @@ class Evaluator:
         return TaskScores(prepared.task, len(prepared.indices), scores, results)
 
     def _loglikelihoods(self, run_id: int, prepared: PreparedTask, todo: Sequence[int], progress: Progress) -> None:
-        """Pack the split's documents in order from the first, as a full run would, so that every
-        document lands in the same batch whatever --limit or an interruption left done; decode
-        only the batches with documents still to do, and store every document they finish."""
-        task, docs = prepared.task, prepared.docs
-        # a batch holds at most n_seq_max documents: this many more close the last needed batch
-        end = min(len(docs), max(todo) + self.scorer.ctx.n_seq_max + 1)
-        groups = [task.requests(docs[i], prepared.context_of(i)) for i in range(end)]
+        """Decode only the batches with documents still to do, and store every document they finish."""
         wanted = set(todo)
         start = time.perf_counter()
-        for finished, results in self.scorer.loglikelihoods(groups, needed=wanted):  # type: ignore[arg-type]
-            scored = [(g, task.score(docs[g], res)) for g, res in zip(finished, results, strict=True)]
+        for finished, results in self.scorer.loglikelihoods(self.requests(prepared, todo), needed=wanted):
             now = time.perf_counter()
-            self.store.add(run_id, scored, now - start)
+            self.store_results(run_id, prepared, finished, results, now - start)
             start = now
             progress(sum(1 for g in finished if g in wanted))
+
+    def store_results(
+        self,
+        run_id: int,
+        prepared: PreparedTask,
+        finished: Sequence[int],
+        results: Sequence[list[LoglikelihoodResult]],
+        seconds: float,
+    ) -> None:
+        """Score finished documents from their requests' results and commit them."""
+        task, docs = prepared.task, prepared.docs
+        self.store.add(run_id, [(g, task.score(docs[g], res)) for g, res in zip(finished, results, strict=True)], seconds)
 
     def _generate(self, run_id: int, prepared: PreparedTask, todo: Sequence[int], progress: Progress) -> None:
         task, docs = prepared.task, prepared.docs

@@ -250,15 +250,19 @@ class Batch:
     """Tokens for one decode: each with its position, its sequences and whether its logits come back.
 
     A token in several sequences (a shared prompt prefix) is computed once and attended by all.
+    With `embeddings` (n_tokens x n_embd, float32) the model reads those vectors in place of the
+    tokens' embeddings (then `tokens` is empty): e.g. hidden states kept from another pass, which
+    the plan's first step takes as its input.
     """
 
     tokens: list[int]
     positions: list[int]
     seq_ids: list[Sequence[int]]
     outputs: list[bool]
+    embeddings: np.ndarray | None = None
 
     def __len__(self) -> int:
-        return len(self.tokens)
+        return len(self.positions)
 
 
 class Context:
@@ -307,6 +311,7 @@ class Context:
         self.n_vocab = model.n_vocab
         self.plan: Plan | None = None
         self._batch = C.llama_batch_init(n_batch, 0, n_seq_max)
+        self._embd_batch: C.llama_batch | None = None
 
     @property
     def _ctx(self) -> C.llama_context_p:
@@ -382,15 +387,20 @@ class Context:
         n = len(batch)
         if not 0 < n <= self.n_batch:
             raise PaintersError(f"a batch holds 1..{self.n_batch} tokens, found {n}")
-        if not len(batch.positions) == len(batch.seq_ids) == len(batch.outputs) == n:
-            raise PaintersError("a batch needs a position, sequence ids and an output flag for every token")
-        self.model.check_tokens(batch.tokens)
+        if not len(batch.seq_ids) == len(batch.outputs) == n or (batch.embeddings is None and len(batch.tokens) != n):
+            raise PaintersError(
+                "a batch needs a token (or an embedding), a position, sequence ids and an output flag for every token"
+            )
+        if batch.embeddings is None:
+            self.model.check_tokens(batch.tokens)
+            b = self._batch
+            np.ctypeslib.as_array(b.token, shape=(n,))[:] = batch.tokens
+        else:
+            b = self._embeddings_batch(batch.tokens, batch.embeddings, n)
         bad = next((p for p in batch.positions if not (isinstance(p, (int, np.integer)) and 0 <= p < self.n_ctx)), None)
         if bad is not None:
             raise PaintersError(f"position {bad!r} is not in 0..{self.n_ctx - 1} (the context holds {self.n_ctx} cells)")
-        b = self._batch
         b.n_tokens = n
-        np.ctypeslib.as_array(b.token, shape=(n,))[:] = batch.tokens
         np.ctypeslib.as_array(b.pos, shape=(n,))[:] = batch.positions
         np.ctypeslib.as_array(b.logits, shape=(n,))[:] = batch.outputs
         for i, seq_ids in enumerate(batch.seq_ids):
@@ -415,6 +425,23 @@ class Context:
                 "(the activations overflow); nothing was scored from them"
             )
         return logits
+
+    def _embeddings_batch(self, tokens: Sequence[int], embeddings: np.ndarray, n: int) -> C.llama_batch:
+        """The C batch of embeddings input (made on first use), holding `embeddings`."""
+        n_embd = self.model.n_embd
+        if tokens:
+            raise PaintersError("a batch takes tokens or embeddings, not both")
+        if not (isinstance(embeddings, np.ndarray) and embeddings.dtype == np.float32 and embeddings.ndim == 2):
+            raise PaintersError("embeddings input is a 2-d float32 array (tokens x n_embd)")
+        if embeddings.shape != (n, n_embd):
+            raise PaintersError(f"embeddings input of shape {embeddings.shape}: the batch needs ({n}, {n_embd})")
+        if not np.isfinite(embeddings).all():
+            raise PaintersError("embeddings input holds NaN or infinite values")
+        if self._embd_batch is None:
+            self._embd_batch = C.llama_batch_init(self.n_batch, n_embd, self.n_seq_max)
+        b = self._embd_batch
+        np.ctypeslib.as_array(b.embd, shape=(len(embeddings), n_embd))[:] = embeddings
+        return b
 
     def eval(self, tokens: Sequence[int], *, seq_id: int = 0, outputs: bool | Sequence[bool] = True) -> np.ndarray:
         """Append tokens to a sequence through the KV cache, in chunks of n_batch; returns their logits."""
@@ -443,6 +470,8 @@ class Context:
     def close(self) -> None:
         if self._ctx_ptr:
             C.llama_batch_free(self._batch)
+            if self._embd_batch is not None:
+                C.llama_batch_free(self._embd_batch)
             C.llama_free(self._ctx_ptr)
             self._ctx_ptr = None
 

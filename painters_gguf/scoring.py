@@ -13,7 +13,7 @@ decode; logits come back only at continuation positions.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class _Sequence:
 
 
 @dataclasses.dataclass
-class _Unit:
+class Unit:
     """Requests decoded together: a shared prefix once, then each sequence's own suffix."""
 
     prefix: list[int]
@@ -42,6 +42,80 @@ class _Unit:
     @property
     def n_tokens(self) -> int:
         return len(self.prefix) + sum(len(s.tokens) - len(self.prefix) for s in self.sequences)
+
+
+@dataclasses.dataclass
+class Layout:
+    """A decode batch's units as llama.cpp takes them, a row per token: each unit's shared prefix
+    once (in all its sequences), then each sequence's own suffix; `scored` pairs every sequence
+    with its first output row."""
+
+    tokens: list[int]
+    positions: list[int]
+    seq_ids: list[Sequence[int]]
+    outputs: list[bool]
+    scored: list[tuple[_Sequence, int]]
+
+    @classmethod
+    def of(cls, units: Sequence[Unit]) -> Layout:
+        layout = cls([], [], [], [], [])
+        seq_base = 0
+        for unit in units:
+            ids = tuple(range(seq_base, seq_base + len(unit.sequences)))
+            seq_base += len(unit.sequences)
+            layout.tokens += unit.prefix
+            layout.positions += range(len(unit.prefix))
+            layout.seq_ids += [ids] * len(unit.prefix)
+            layout.outputs += [False] * len(unit.prefix)
+            for seq_id, seq in zip(ids, unit.sequences, strict=True):
+                suffix = seq.tokens[len(unit.prefix) :]
+                first_scored = len(seq.tokens) - len(seq.targets)
+                layout.scored.append((seq, sum(layout.outputs)))
+                layout.tokens += suffix
+                layout.positions += range(len(unit.prefix), len(seq.tokens))
+                layout.seq_ids += [(seq_id,)] * len(suffix)
+                layout.outputs += [p >= first_scored for p in range(len(unit.prefix), len(seq.tokens))]
+        return layout
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def batch(self, lo: int, hi: int, embeddings: np.ndarray | None = None) -> Batch:
+        """Rows lo..hi-1 as one decode: their tokens, or `embeddings` in their place."""
+        tokens = self.tokens[lo:hi] if embeddings is None else []
+        return Batch(tokens, self.positions[lo:hi], self.seq_ids[lo:hi], self.outputs[lo:hi], embeddings)
+
+
+class GroupResults:
+    """The results of groups of requests, gathered as decode batches finish their sequences (a
+    group split into one unit per request may span batches)."""
+
+    def __init__(self, groups: Sequence[Sequence[object]]) -> None:
+        self._results: list[list[LoglikelihoodResult | None]] = [[None] * len(group) for group in groups]
+        self._pending = {g: len(group) for g, group in enumerate(groups)}
+
+    def add(self, results: Iterable[tuple[_Sequence, LoglikelihoodResult]]) -> None:
+        for seq, result in results:
+            g, r = seq.slot
+            self._results[g][r] = result
+            self._pending[g] -= 1
+
+    def finished(self, units: Sequence[Unit]) -> list[int]:
+        """The groups of these units that are now complete (each reported once)."""
+        done = sorted({seq.slot[0] for unit in units for seq in unit.sequences if self._pending.get(seq.slot[0]) == 0})
+        for g in done:
+            del self._pending[g]
+        return done
+
+    def of(self, group: int) -> list[LoglikelihoodResult]:
+        results = self._results[group]
+        assert all(r is not None for r in results), f"group {group} is not finished"
+        return results  # type: ignore[return-value]
+
+
+def holds_any(units: Sequence[Unit], groups: Collection[int]) -> bool:
+    """Whether a batch of units holds a request of one of these groups."""
+    return any(seq.slot[0] in groups for unit in units for seq in unit.sequences)
 
 
 def common_prefix_len(sequences: Sequence[Sequence[int]]) -> int:
@@ -122,18 +196,22 @@ class Scorer:
 
     # log-likelihoods
 
-    def units(self, groups: Sequence[Sequence[LoglikelihoodRequest]]) -> list[_Unit]:
+    def units(self, groups: Sequence[Sequence[LoglikelihoodRequest]]) -> list[Unit]:
         """One unit per group (document), its shared prefix ending before any scored position."""
         units = []
         for g, group in enumerate(groups):
             sequences = [self._sequence(request, (g, r)) for r, request in enumerate(group)]
             shared = min(common_prefix_len([s.tokens for s in sequences]), min(len(s.tokens) - len(s.targets) for s in sequences))
-            unit = _Unit(prefix=sequences[0].tokens[:shared], sequences=sequences)
+            unit = Unit(prefix=sequences[0].tokens[:shared], sequences=sequences)
             if unit.n_tokens > self.kv_cells:  # too big to share: one unit per request
-                units += [_Unit(prefix=[], sequences=[s]) for s in sequences]
+                units += [Unit(prefix=[], sequences=[s]) for s in sequences]
             else:
                 units.append(unit)
         return units
+
+    def batches(self, groups: Sequence[Sequence[LoglikelihoodRequest]]) -> list[list[Unit]]:
+        """The groups' units packed into decode batches, in order (the same whatever is scored)."""
+        return list(self._pack(self.units(groups)))
 
     def loglikelihoods(
         self, groups: Sequence[Sequence[LoglikelihoodRequest]], needed: set[int] | None = None
@@ -145,23 +223,18 @@ class Scorer:
         rounding), so a document's score must not depend on which others were already done.
         Only the batches holding a `needed` group (default: all) are decoded.
         """
-        results: list[list[LoglikelihoodResult | None]] = [[None] * len(group) for group in groups]
-        pending: dict[int, int] = {g: len(group) for g, group in enumerate(groups)}
-        for batch_units in self._pack(self.units(groups)):
-            if needed is not None and not any(seq.slot[0] in needed for unit in batch_units for seq in unit.sequences):
+        collected = GroupResults(groups)
+        for units in self.batches(groups):
+            if needed is not None and not holds_any(units, needed):
                 continue
-            for seq, result in self._run_units(batch_units):
-                g, r = seq.slot
-                results[g][r] = result
-                pending[g] -= 1
-            done = sorted({seq.slot[0] for unit in batch_units for seq in unit.sequences if pending[seq.slot[0]] == 0})
-            for g in done:
-                del pending[g]
-            yield done, [results[g] for g in done]  # type: ignore[misc]
+            layout = Layout.of(units)
+            collected.add(self.results(layout, self.decode(layout)))
+            done = collected.finished(units)
+            yield done, [collected.of(g) for g in done]
 
-    def _pack(self, units: list[_Unit]) -> Iterator[list[_Unit]]:
+    def _pack(self, units: list[Unit]) -> Iterator[list[Unit]]:
         """Pack units into decode batches in order: at most n_batch tokens and n_seq_max sequences."""
-        batch: list[_Unit] = []
+        batch: list[Unit] = []
         tokens = seqs = 0
         for unit in units:
             n, k = unit.n_tokens, len(unit.sequences)
@@ -173,36 +246,23 @@ class Scorer:
         if batch:
             yield batch
 
-    def _run_units(self, units: list[_Unit]) -> Iterator[tuple[_Sequence, LoglikelihoodResult]]:
-        """Decode units from an empty cache, in chunks of n_batch when a unit is larger."""
+    def chunks(self, layout: Layout) -> list[tuple[int, int]]:
+        """The decodes a layout takes: n_batch tokens each (a unit larger than that spans several)."""
+        return [(lo, min(lo + self.n_batch, len(layout))) for lo in range(0, len(layout), self.n_batch)]
+
+    def decode(self, layout: Layout, embeddings: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """Decode a layout from an empty cache, chunk by chunk; returns the logits of its output rows.
+        With `embeddings` (one array per chunk), those vectors are the input in place of the tokens."""
         self.ctx.clear()
-        tokens: list[int] = []
-        positions: list[int] = []
-        seq_ids: list[Sequence[int]] = []
-        outputs: list[bool] = []
-        scored: list[tuple[_Sequence, int]] = []  # (sequence, its first output row)
-        seq_base = 0
-        for unit in units:
-            ids = tuple(range(seq_base, seq_base + len(unit.sequences)))
-            seq_base += len(unit.sequences)
-            tokens += unit.prefix
-            positions += range(len(unit.prefix))
-            seq_ids += [ids] * len(unit.prefix)
-            outputs += [False] * len(unit.prefix)
-            for seq_id, seq in zip(ids, unit.sequences, strict=True):
-                suffix = seq.tokens[len(unit.prefix) :]
-                first_scored = len(seq.tokens) - len(seq.targets)
-                scored.append((seq, sum(outputs)))
-                tokens += suffix
-                positions += range(len(unit.prefix), len(seq.tokens))
-                seq_ids += [(seq_id,)] * len(suffix)
-                outputs += [p >= first_scored for p in range(len(unit.prefix), len(seq.tokens))]
         rows = []
-        for lo in range(0, len(tokens), self.n_batch):
-            hi = lo + self.n_batch
-            rows.append(self.ctx.decode(Batch(tokens[lo:hi], positions[lo:hi], seq_ids[lo:hi], outputs[lo:hi])))
-        logits = np.concatenate(rows)
-        for seq, row in scored:
+        for i, (lo, hi) in enumerate(self.chunks(layout)):
+            rows.append(self.ctx.decode(layout.batch(lo, hi, None if embeddings is None else embeddings[i])))
+        return np.concatenate(rows)
+
+    @staticmethod
+    def results(layout: Layout, logits: np.ndarray) -> Iterator[tuple[_Sequence, LoglikelihoodResult]]:
+        """Each sequence's log-likelihood and greediness from the layout's output logits."""
+        for seq, row in layout.scored:
             lls, greedy = log_softmax_at(logits[row : row + len(seq.targets)], seq.targets)
             yield seq, LoglikelihoodResult(float(lls.sum()), bool(greedy.all()))
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from painters_gguf import metrics, variants
+from painters_gguf import metrics, shared_prefix, variants
 from painters_gguf.abi import MAX_SLOTS
 from painters_gguf.errors import PlanError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
@@ -134,10 +134,16 @@ def run(
     prepared: Sequence[PreparedTask],
     *,
     compute: bool,
+    share_prefix: bool = True,
     progress: Progress = lambda n: None,
 ) -> tuple[dict[Variant, list[Cell]], dict[str, TaskScores | None]]:
     """Score every point on every task (compute=False: only read what the store has); returns the
-    cells per variant and the full model's scores per task, the reference of every normalized score."""
+    cells per variant and the full model's scores per task, the reference of every normalized score.
+    With `share_prefix`, the layers plans share with the full model are computed once per batch
+    (`shared_prefix`: the same numbers); without, each plan runs on its own."""
+    if compute and share_prefix:
+        plans = [point.plan for points in grids.values() for point in points]
+        shared_prefix.score_plans(evaluator, plans, prepared, progress)
     full = {
         prep.task.name: evaluator.run(evaluator.full_plan, prep, progress)
         if compute

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from test_runtime_tiny import PLAN_TEXTS, TOKENS
 from tiny_archs import FAMILIES, Gemma2, Gemma3, Shape, TinyModel
-from tiny_llama import assert_plans_differ, chunked_logits, relative_error
+from tiny_llama import assert_continues_from_kept_state, assert_plans_differ, chunked_logits, relative_error
 
 from painters_gguf import variants
 from painters_gguf.plan import Plan
+from painters_gguf.shared_prefix import shared_steps
 
 STOCK_SCRIPT = Path(__file__).with_name("stock_logits.py")
 
@@ -201,3 +202,10 @@ def test_plans_that_leave_one_cache_empty_switch_back(swa_family) -> None:
         assert relative_error(ctx.logits(TOKENS), reference.logits(TOKENS, plan.executions())) < 1e-3
         ctx.set_plan(None)
         assert relative_error(ctx.logits(TOKENS), reference.logits(TOKENS, full)) < 1e-3
+
+
+@pytest.mark.parametrize("text", [t for t in PLAN_TEXTS if shared_steps(Plan.parse(t), Shape().n_layer) > 0])
+def test_plans_go_on_from_kept_states(family, ctx_f32, text: str) -> None:
+    """Each family's embeddings input takes a kept hidden state as it is (Gemma scales token
+    embeddings only), so a sweep's shared layers are computed once with the same numbers."""
+    assert_continues_from_kept_state(ctx_f32, Plan.parse(text), TOKENS)

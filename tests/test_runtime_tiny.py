@@ -8,11 +8,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tiny_llama import Reference, TinyWeights, assert_plans_differ, chunked_logits, relative_error, write_gguf
+from tiny_llama import (
+    Reference,
+    TinyWeights,
+    assert_continues_from_kept_state,
+    assert_plans_differ,
+    chunked_logits,
+    relative_error,
+    write_gguf,
+)
 
 from painters_gguf import abi, variants
 from painters_gguf.errors import PlanError
 from painters_gguf.plan import Plan
+from painters_gguf.shared_prefix import shared_steps
 
 # every plan shape: full, skip, reorder, repeat, parallel, looped parallel, and mixtures
 PLAN_TEXTS = [
@@ -200,3 +209,8 @@ def test_kv_estimate_by_hand(tiny_model) -> None:
     # 2 KV heads x (16 + 16) dims x 2 bytes (f16) per token per slot
     assert tiny_model.kv_bytes(n_slots=6, n_ctx=128) == 6 * 128 * 2 * 32 * 2
     assert tiny_model.kv_bytes(n_slots=1, n_ctx=1, kv_type="f32") == 2 * 32 * 4
+
+
+@pytest.mark.parametrize("text", [t for t in PLAN_TEXTS if shared_steps(Plan.parse(t), 6) > 0])
+def test_plans_go_on_from_kept_states(ctx_f32, text: str) -> None:
+    assert_continues_from_kept_state(ctx_f32, Plan.parse(text), TOKENS)

@@ -220,3 +220,35 @@ def assert_plans_differ(ctx, texts: Sequence[str], tokens: Sequence[int]) -> Non
     for i in range(len(outputs)):
         for j in range(i + 1, len(outputs)):
             assert relative_error(outputs[i], outputs[j]) > 1e-2, (texts[i], texts[j])
+
+
+def assert_continues_from_kept_state(ctx, plan, tokens: Sequence[int]) -> None:
+    """A plan that begins with the full model's layers, run from the full model's hidden state
+    after them (kept by name, given back as embeddings input) under the rest of the plan, gives
+    the plan's own logits bit for bit."""
+    from painters_gguf import variants
+    from painters_gguf.hidden_states import HiddenStates, step_output
+    from painters_gguf.runtime import Batch
+    from painters_gguf.shared_prefix import remainder, shared_steps
+
+    n_layer = ctx.model.n_layer
+    k = shared_steps(plan, n_layer)
+    assert k > 0, f"plan {plan.text} shares no layer with the full model"
+    hidden = HiddenStates(ctx.model.n_embd, {step_output(k - 1)})
+    ctx.set_plan(variants.full(n_layer))
+    ctx.set_eval_callback(hidden.callback)
+    try:
+        full = ctx.logits(tokens)
+    finally:
+        ctx.set_eval_callback(None)
+    state = hidden.take()[step_output(k - 1)]
+    assert state.shape == (len(tokens), ctx.model.n_embd)
+    ctx.set_plan(None)
+    assert np.array_equal(full, ctx.logits(tokens))  # keeping the state changes nothing
+    ctx.set_plan(plan)
+    expected = ctx.logits(tokens)
+    ctx.set_plan(remainder(plan, k))
+    ctx.clear()
+    n = len(tokens)
+    actual = ctx.decode(Batch([], list(range(n)), [(0,)] * n, [True] * n, embeddings=state))
+    assert np.array_equal(actual, expected), f"{plan.text}: {relative_error(actual, expected)}"
