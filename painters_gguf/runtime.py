@@ -26,7 +26,7 @@ import numpy as np
 from painters_gguf.bindings import LOG, C, call_plan_status, lib, plan_architectures
 from painters_gguf.errors import PaintersError, PlanError
 from painters_gguf.fetch import file_sha256
-from painters_gguf.memory import human_bytes, memory_limit
+from painters_gguf.memory import gpu_free_memory, human_bytes, memory_limit, offloaded_slots
 from painters_gguf.plan import Plan
 
 __all__ = ["Batch", "Context", "Model", "plan_architectures"]
@@ -126,16 +126,33 @@ class Model:
         return n_slots * n_ctx * n_head_kv * (head_k + head_v) * KV_BYTES[kv_type]
 
     def check_memory(self, n_slots: int, n_ctx: int, kv_type: str, *, n_batch: int = 0, what: str) -> None:
-        """Refuse what would not fit: KV cache for n_slots over n_ctx cells, plus the logits buffer
-        of a batch, against `memory_limit()` (system memory; with layers on a GPU, its memory is
-        not known here: the limit is then what PAINTERS_GGUF_MEMORY_LIMIT says, if anything)."""
-        needed = self.kv_bytes(n_slots, n_ctx, kv_type) + 4 * self.n_vocab * n_batch
-        limit = memory_limit(system=self.n_gpu_layers == 0)
+        """Refuse what would not fit, before llama.cpp allocates it: the KV cache of n_slots block
+        executions over n_ctx cells, and the logits buffer of a batch (in host memory).
+
+        With layers on a GPU (n_gpu_layers), the slots of offloaded layers live in its memory and
+        must fit what `gpu_free_memory()` reports free (a plan's slots are taken to split as the
+        model's blocks do: `offloaded_slots`); the rest must fit the memory the system has
+        available. $PAINTERS_GGUF_MEMORY_LIMIT, when set, bounds the whole instead (`memory_limit()`).
+        """
+        hint = "use a smaller --n-ctx or a shorter plan"
+        vram = gpu_free_memory() if self.n_gpu_layers != 0 and memory_limit(system=False) is None else None
+        gpu_slots = 0 if vram is None else offloaded_slots(n_slots, self.n_layer, self.n_gpu_layers)
+        if vram is not None and self.kv_bytes(gpu_slots, n_ctx, kv_type) > vram:
+            raise PlanError(
+                f"{what}: needs {human_bytes(self.kv_bytes(gpu_slots, n_ctx, kv_type))} of GPU memory (KV cache of "
+                f"{gpu_slots} slots x {n_ctx} cells on the GPU), more than the {human_bytes(vram)} free there; "
+                f"{hint}, or fewer --n-gpu-layers"
+            )
+        host_slots = n_slots - gpu_slots
+        parts = ([f"KV cache of {host_slots} slots x {n_ctx} cells"] if host_slots else []) + (
+            [f"logits for {n_batch} tokens"] if n_batch else []
+        )
+        needed = self.kv_bytes(host_slots, n_ctx, kv_type) + 4 * self.n_vocab * n_batch
+        limit = memory_limit()
         if limit is not None and needed > limit:
             raise PlanError(
-                f"{what}: needs {human_bytes(needed)} (KV cache of {n_slots} slots x {n_ctx} cells"
-                + (f", logits for {n_batch} tokens" if n_batch else "")
-                + f"), more than the {human_bytes(limit)} of memory available; use a smaller --n-ctx or a shorter plan"
+                f"{what}: needs {human_bytes(needed)} ({', '.join(parts)}), "
+                f"more than the {human_bytes(limit)} of memory available; {hint}"
             )
 
     @property
