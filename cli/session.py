@@ -31,24 +31,27 @@ class Session:
     path: Path
     evaluator: Evaluator
     prepared: list[PreparedTask]
+    scoring: Scoring
+    data: Path
 
     @property
     def model(self) -> Model:
         return self.evaluator.model
 
 
-def open_session(*, default_db: Path, scoring: Scoring) -> Session:
+def open_session(*, default_db: Path, scoring: Scoring, vocab_only: bool = False) -> Session:
     """Load the model once, read the tasks, open the store (--db after the command, else the
-    one before it, else the default)."""
+    one before it, else the default). With `vocab_only`, only the tokenizer is loaded."""
     from painters_gguf.scoring import Scorer
 
     if scoring.limit is not None and scoring.limit < 1:
         raise PaintersError("--limit takes a number >= 1")
     chosen = tasks.select(scoring.task_names)
-    path, llm = load_model(scoring.model, n_gpu_layers=scoring.n_gpu_layers)
+    path, llm = load_model(scoring.model, n_gpu_layers=scoring.n_gpu_layers, vocab_only=vocab_only)
     settings = scoring.settings().for_model(llm.arch, llm.n_layer)
     with err.status("reading the tasks ..."):
-        prepared = [prepare(task, data_dir(scoring.data), scoring.limit, settings) for task in chosen]
+        data = data_dir(scoring.data)
+        prepared = [prepare(task, data, scoring.limit, settings) for task in chosen]
     scorer = Scorer(
         llm,
         max_length=settings.max_length,
@@ -59,7 +62,7 @@ def open_session(*, default_db: Path, scoring: Scoring) -> Session:
     )
     store = Store(expand(scoring.db) if scoring.db is not None else default_db)
     atexit.register(store.close)  # its `writers` row goes with the process
-    return Session(path, Evaluator(scorer, store, settings), prepared)
+    return Session(path, Evaluator(scorer, store, settings), prepared, scoring, data)
 
 
 def load_model(spec: str | None, *, n_gpu_layers: int = 0, vocab_only: bool = False) -> tuple[Path, Model]:

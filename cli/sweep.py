@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +17,7 @@ from painters_gguf.cli.render import looped_heatmap, summary_table, sweep_table
 from painters_gguf.cli.session import Session, open_session, progress_bar
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import TaskScores
+from painters_gguf.plan import Plan
 from painters_gguf.variants import VARIANTS, Variant
 
 VariantOption = Annotated[
@@ -46,22 +49,45 @@ Cells = dict[Variant, list[sweeps.Cell]]
 FullScores = dict[str, TaskScores | None]
 
 
+RayAddress = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        help="Score on Ray workers (pip install 'painters-gguf[ray]'): local (a Ray instance on this machine), "
+        "auto (the running cluster) or an address (ray://head:10001). The store stays here.",
+    ),
+]
+RayWorkers = Annotated[
+    int | None,
+    typer.Option("--ray-workers", min=1, max=4096, help="Ray workers, each with the model loaded (default: CPUs / --threads)."),
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Compute:
+    """How a sweep computes: locally (sharing prefixes or plan by plan) or on Ray workers."""
+
+    share_prefix: bool = True
+    ray: str | None = None
+    ray_workers: int | None = None
+
+
 def _cells(
     session: Session,
     variant_spec: str | None,
     plans: list[str] | None,
     seeds: int,
     iters: str,
-    compute: bool,
-    share_prefix: bool = True,
+    compute: Compute | None,
 ) -> tuple[Cells, FullScores]:
+    """The sweep's cells from the store, computing first what it lacks (compute=None: nothing)."""
     n_layer = session.model.n_layer
     chosen = sweeps.parse_variants(variant_spec or ("all" if not plans else ""))
     grids = {v: sweeps.grid(v, n_layer, seeds=seeds, iters=sweeps.parse_iters(iters)) for v in chosen}
     if plans:
         grids[Variant.PLANS] = sweeps.plan_grid(plans, n_layer)
     evaluator = session.evaluator
-    if not compute:
+    if compute is None:
         adopted = evaluator.adopt_stored_settings(session.prepared)
         if adopted is not None:
             evaluator.notes.append(adopted)
@@ -72,16 +98,52 @@ def _cells(
                 evaluator.notes.append(note)
         return cells, full
     every = {evaluator.full_plan, *(p.plan for points in grids.values() for p in points)}
-    evaluator.scorer.ctx.check_plan(max(every, key=lambda plan: plan.n_slots))  # the largest, up front
+    if compute.ray is None:  # a worker checks its plans on Ray
+        evaluator.scorer.ctx.check_plan(max(every, key=lambda plan: plan.n_slots))  # the largest, up front
     total = sum(evaluator.todo(plan, prep) for plan in every for prep in session.prepared)
     err.print(f"{untrusted(session.path.name)}: {len(every)} plans x {len(session.prepared)} tasks, {total} documents to score")
     if total == 0:  # all from the store: no bar
-        return sweeps.run(evaluator, grids, session.prepared, compute=True)
+        return sweeps.run(evaluator, grids, session.prepared, compute=compute.ray is None)
     with progress_bar() as bar:
         job = bar.add_task("sweep", total=total)
-        return sweeps.run(
-            evaluator, grids, session.prepared, compute=True, share_prefix=share_prefix, progress=lambda k: bar.advance(job, k)
-        )
+        advance = lambda k: bar.advance(job, k)  # noqa: E731
+        if compute.ray is not None:
+            _on_ray(session, list(every), compute, advance)
+            return sweeps.run(evaluator, grids, session.prepared, compute=False)
+        return sweeps.run(evaluator, grids, session.prepared, compute=True, share_prefix=compute.share_prefix, progress=advance)
+
+
+def _on_ray(session: Session, plans: list[Plan], compute: Compute, progress: Callable[[int], None]) -> None:
+    """Score the plans on Ray workers; the store is written here."""
+    try:
+        import ray
+    except ImportError:
+        raise PaintersError("--ray needs Ray: pip install 'painters-gguf[ray]'") from None
+    from painters_gguf import distributed
+
+    scoring = session.scoring
+    model = scoring.model if scoring.model is None or not Path(scoring.model).expanduser().exists() else str(session.path)
+    threads = scoring.threads or 1
+    job = distributed.Job(
+        model,
+        session.model.sha256,
+        str(session.data),
+        tuple(p.task.name for p in session.prepared),
+        scoring.limit,
+        session.evaluator.settings,
+        threads,
+    )
+    address = None if compute.ray == "local" else compute.ray
+    with err.status(f"starting Ray ({compute.ray}) ..."):
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        except (ConnectionError, ValueError, RuntimeError) as error:
+            raise PaintersError(f"--ray {compute.ray}: {error}") from None
+    try:
+        workers = compute.ray_workers or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+        distributed.run(session.evaluator, plans, session.prepared, job, workers=workers, progress=progress)
+    finally:
+        ray.shutdown()
 
 
 def _show(session: Session, cells: Cells, full: FullScores) -> None:
@@ -114,12 +176,18 @@ def sweep(
     seeds: Seeds = 10,
     iters: IterRange = "3",
     plan_by_plan: PlanByPlan = False,
+    ray: RayAddress = None,
+    ray_workers: RayWorkers = None,
     *,
     scoring: options.Scoring,
 ) -> None:
     """Score the paper's sweeps (every N; random over seeds; looped parallel over iterations) through the store."""
-    session = open_session(default_db=ctx.obj.db, scoring=scoring)
-    _show(session, *_cells(session, variant, plan, seeds, iters, compute=True, share_prefix=not plan_by_plan))
+    if ray_workers is not None and ray is None:
+        raise PaintersError("--ray-workers goes with --ray")
+    # on Ray the workers load the model; here its tokenizer packs the documents as they will
+    session = open_session(default_db=ctx.obj.db, scoring=scoring, vocab_only=ray is not None)
+    compute = Compute(share_prefix=not plan_by_plan, ray=ray, ray_workers=ray_workers)
+    _show(session, *_cells(session, variant, plan, seeds, iters, compute))
 
 
 @options.with_scoring_options(computes=False)
@@ -151,7 +219,7 @@ def report(
         outputs.make_folder(plot, "--plot")
         if not os.access(plot, os.W_OK):
             raise PaintersError(f"--plot {plot}: the folder is not writable")
-    cells, full = _cells(session, variant, plan, seeds, iters, compute=False)
+    cells, full = _cells(session, variant, plan, seeds, iters, None)
     _show(session, cells, full)
     if plot is not None:
         from painters_gguf import figures

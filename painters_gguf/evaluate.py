@@ -5,6 +5,7 @@ committed as they finish, and every aggregate is computed from exactly the docum
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import time
@@ -90,8 +91,6 @@ def default_add_bos(arch: str) -> bool:
     return arch.startswith("gemma")
 
 
-_UNSET = object()  # no plan set on the context yet
-
 # requests packed into one decode batch at most (each a sequence of the KV cache)
 SEQUENCES_PER_BATCH = 64
 
@@ -149,8 +148,14 @@ class Evaluator:
         self.model = scorer.model
         self.settings = settings.for_model(self.model.arch, self.model.n_layer)
         self.full_plan = variants.full(self.model.n_layer)
-        self._graph_plan: Plan | None | object = _UNSET  # the plan the context runs (None: the stock graph)
         self.notes: list[str] = []  # what a user should hear about: damaged stored documents scored again
+
+    @functools.cached_property
+    def machine(self) -> dict[str, str]:
+        """This machine, as every document scored here records it."""
+        from painters_gguf.machine import describe
+
+        return describe()
 
     def run_key(self, plan: Plan, task: Task) -> RunKey:
         return RunKey(
@@ -190,14 +195,6 @@ class Evaluator:
                 del results[index]
         return results, sorted(damaged)
 
-    def set_plan(self, plan: Plan, *, named_states: bool = False) -> None:
-        """Run `plan` from now on: the full model's through the stock graph, unless `named_states`
-        asks for its hidden states by name (the identity plan, bit for bit the same numbers)."""
-        graph_plan = None if plan.is_identity(self.model.n_layer) and not named_states else plan
-        if self._graph_plan is _UNSET or graph_plan != self._graph_plan:
-            self.scorer.ctx.set_plan(graph_plan)
-            self._graph_plan = graph_plan
-
     def open_run(self, plan: Plan, prepared: PreparedTask) -> tuple[int, dict[int, dict], list[int]]:
         """The store's run of a plan on a task, its usable documents, and those it still needs.
         Damaged stored documents are forgotten (to be scored again), with a note."""
@@ -217,14 +214,14 @@ class Evaluator:
         full run would, so that every document lands in the same batch whatever is done."""
         task, docs = prepared.task, prepared.docs
         # a batch holds at most n_seq_max documents: this many more close the last needed batch
-        end = min(len(docs), max(todo) + self.scorer.ctx.n_seq_max + 1)
+        end = min(len(docs), max(todo) + self.scorer.n_seq_max + 1)
         return [task.requests(docs[i], prepared.context_of(i)) for i in range(end)]  # type: ignore[misc]
 
     def run(self, plan: Plan, prepared: PreparedTask, progress: Progress = lambda n: None) -> TaskScores:
         task = prepared.task
         run_id, done, todo = self.open_run(plan, prepared)
         if todo:
-            self.set_plan(plan)
+            self.scorer.set_plan(plan)
             if task.generation:
                 self._generate(run_id, prepared, todo, progress)
             else:
@@ -290,9 +287,10 @@ class Evaluator:
         results: Sequence[list[LoglikelihoodResult]],
         seconds: float,
     ) -> None:
-        """Score finished documents from their requests' results and commit them."""
+        """Score finished documents from their requests' results and commit them, as scored here."""
         task, docs = prepared.task, prepared.docs
-        self.store.add(run_id, [(g, task.score(docs[g], res)) for g, res in zip(finished, results, strict=True)], seconds)
+        scored = [(g, task.score(docs[g], res)) for g, res in zip(finished, results, strict=True)]
+        self.store.add(run_id, scored, seconds, self.machine)
 
     def _generate(self, run_id: int, prepared: PreparedTask, todo: Sequence[int], progress: Progress) -> None:
         task, docs = prepared.task, prepared.docs
@@ -301,5 +299,5 @@ class Evaluator:
             request = task.requests(docs[i], prepared.contexts[i])
             assert isinstance(request, Generation)
             text = self.scorer.generate(request.context, until=request.until, max_tokens=request.max_tokens)
-            self.store.add(run_id, [(i, task.score(docs[i], text))], time.perf_counter() - start)
+            self.store.add(run_id, [(i, task.score(docs[i], text))], time.perf_counter() - start, self.machine)
             progress(1)

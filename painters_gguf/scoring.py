@@ -13,12 +13,14 @@ decode; logits come back only at continuation positions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import SEQUENCES_PER_BATCH
+from painters_gguf.plan import Plan
 from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.runtime import Batch, Context, Model
 
@@ -55,6 +57,7 @@ class Layout:
     seq_ids: list[Sequence[int]]
     outputs: list[bool]
     scored: list[tuple[_Sequence, int]]
+    states: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)  # hidden states kept, per chunk
 
     @classmethod
     def of(cls, units: Sequence[Unit]) -> Layout:
@@ -136,6 +139,9 @@ def log_softmax_at(logits: np.ndarray, targets: Sequence[int]) -> tuple[np.ndarr
     return picked - lse, logits.argmax(axis=1) == np.asarray(targets)
 
 
+_UNSET = object()  # no plan set on the context yet
+
+
 class Scorer:
     """Log-likelihoods and greedy generation for one model context; the plan is set on `ctx`."""
 
@@ -155,10 +161,23 @@ class Scorer:
         self.add_bos = add_bos
         self.n_batch = n_batch
         self.kv_cells = max(n_batch, max_length)
+        self.n_seq_max = n_seq_max
         self.generated_tokens = 0  # by generate(), since the scorer was made (a progress bar's tokens/s)
-        self.ctx: Context = model.context(
-            n_ctx=self.kv_cells, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, flash_attn=flash_attn
-        )
+        self._context_options = {"threads": threads, "flash_attn": flash_attn}
+        self._graph_plan: Plan | None | object = _UNSET  # the plan the context runs (None: the stock graph)
+
+    @functools.cached_property
+    def ctx(self) -> Context:
+        """The model context, made on first use (a scorer that only packs requests needs none)."""
+        return self.model.context(n_ctx=self.kv_cells, n_batch=self.n_batch, n_seq_max=self.n_seq_max, **self._context_options)
+
+    def set_plan(self, plan: Plan, *, named_states: bool = False) -> None:
+        """Run `plan` from now on: the full model's through the stock graph, unless `named_states`
+        asks for its hidden states by name (the identity plan, bit for bit the same numbers)."""
+        graph_plan = None if plan.is_identity(self.model.n_layer) and not named_states else plan
+        if self._graph_plan is _UNSET or graph_plan != self._graph_plan:
+            self.ctx.set_plan(graph_plan)
+            self._graph_plan = graph_plan
 
     # tokenization, as lm-eval's TemplateLM
 
@@ -238,7 +257,7 @@ class Scorer:
         tokens = seqs = 0
         for unit in units:
             n, k = unit.n_tokens, len(unit.sequences)
-            if batch and (tokens + n > self.n_batch or seqs + k > self.ctx.n_seq_max):
+            if batch and (tokens + n > self.n_batch or seqs + k > self.n_seq_max):
                 yield batch
                 batch, tokens, seqs = [], 0, 0
             batch.append(unit)

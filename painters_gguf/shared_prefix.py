@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress
 from painters_gguf.hidden_states import HiddenStates, step_output
 from painters_gguf.plan import Plan, Step
-from painters_gguf.scoring import GroupResults, Layout, Unit, holds_any
+from painters_gguf.requests import LoglikelihoodResult
+from painters_gguf.scoring import GroupResults, Layout, Scorer, Unit, holds_any
 
 # hidden states kept for one window of batches, at most (one batch is always taken)
 STATE_BUDGET = 256 * 2**20
@@ -47,63 +48,89 @@ def remainder(plan: Plan, k: int) -> Plan:
 
 
 @dataclasses.dataclass(eq=False)  # each run is its own: compared and hashed by identity
-class _Run:
-    """One plan's run on the task being scored."""
+class PlanRun:
+    """A plan to score on one task's batches: the documents it still needs, and how it runs."""
 
     plan: Plan
-    run_id: int
     todo: set[int]
-    shared: int  # steps shared with the full model (0: the full model itself)
+    shared: int  # leading steps taken from the full model's kept state (0: from the tokens)
+    is_full: bool  # the full model, whose pass keeps the states
     collected: GroupResults
-    rest: Plan | None = None  # what runs after the shared steps (None: the full model)
+
+    @property
+    def graph_plan(self) -> Plan:
+        return remainder(self.plan, self.shared) if self.shared else self.plan
+
+
+# (run, the documents a batch finished for it, their requests' results, seconds)
+Finished = tuple[PlanRun, list[int], list[list[LoglikelihoodResult]], float]
+
+
+def plan_runs(
+    todo: Mapping[Plan, Collection[int]], full_plan: Plan, groups: Sequence[Sequence[object]], *, share: bool = True
+) -> list[PlanRun]:
+    """A run per plan with documents to do (`share=False`: every plan from the tokens)."""
+    n_layer = full_plan.n_steps
+    return [
+        PlanRun(
+            plan,
+            set(docs),
+            shared_steps(plan, n_layer) if share and plan != full_plan else 0,
+            plan == full_plan,
+            GroupResults(groups),
+        )
+        for plan, docs in todo.items()
+        if docs
+    ]
+
+
+def needed_batches(batches: Sequence[Sequence[Unit]], runs: Sequence[PlanRun]) -> list[int]:
+    """The batches holding a document some run still needs."""
+    return [b for b, units in enumerate(batches) if any(holds_any(units, run.todo) for run in runs)]
+
+
+def score_batches(
+    scorer: Scorer, runs: Sequence[PlanRun], batches: Sequence[Sequence[Unit]], indices: Sequence[int]
+) -> Iterator[Finished]:
+    """Score the runs on the batches at `indices`, window by window; yields what each decoded batch
+    finishes for each run, as it finishes."""
+    needs = {b: [run for run in runs if holds_any(batches[b], run.todo)] for b in indices}
+    for window in _windows(scorer, batches, needs):
+        yield from _score_window(scorer, [(Layout.of(batches[b]), batches[b], needs[b]) for b in window])
 
 
 def score_plans(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[PreparedTask], progress: Progress) -> None:
-    """Score the plans that share leading layers with the full model on every log-likelihood task,
-    with the full model, through the store. Plans sharing nothing and generation tasks are left to
+    """Score the plans and the full model on every log-likelihood task through the store, each plan
+    going on from the state it shares with the full model. Generation tasks are left to
     `Evaluator.run`, plan by plan."""
-    n_layer = evaluator.model.n_layer
-    sharing = [p for p in dict.fromkeys(plans) if p != evaluator.full_plan and shared_steps(p, n_layer) > 0]
-    if not sharing:
-        return
     for prep in prepared:
-        if not prep.task.generation:
-            _score_task(evaluator, sharing, prep, progress)
+        if prep.task.generation:
+            continue
+        run_ids, todo = {}, {}
+        for plan in dict.fromkeys([evaluator.full_plan, *plans]):
+            run_ids[plan], _, todo[plan] = evaluator.open_run(plan, prep)
+        if not any(todo.values()):
+            continue
+        groups = evaluator.requests(prep, sorted(set().union(*todo.values())))
+        runs = plan_runs(todo, evaluator.full_plan, groups)
+        batches = evaluator.scorer.batches(groups)
+        for run, finished, results, seconds in score_batches(evaluator.scorer, runs, batches, needed_batches(batches, runs)):
+            evaluator.store_results(run_ids[run.plan], prep, finished, results, seconds)
+            progress(sum(1 for g in finished if g in run.todo))
 
 
-def _score_task(evaluator: Evaluator, plans: Sequence[Plan], prep: PreparedTask, progress: Progress) -> None:
-    n_layer = evaluator.model.n_layer
-    runs = []
-    for plan in [evaluator.full_plan, *plans]:
-        run_id, _, todo = evaluator.open_run(plan, prep)
-        k = shared_steps(plan, n_layer) if plan != evaluator.full_plan else 0
-        runs.append(_Run(plan, run_id, set(todo), k, GroupResults([]), remainder(plan, k) if k else None))
-    if not any(run.todo for run in runs):
-        return
-    groups = evaluator.requests(prep, sorted(set().union(*(run.todo for run in runs))))
-    for run in runs:
-        run.collected = GroupResults(groups)
-    batches = evaluator.scorer.batches(groups)
-    needs = [[run for run in runs if holds_any(units, run.todo)] for units in batches]
-    for window in _windows(evaluator, batches, needs):
-        _score_window(evaluator, prep, [(Layout.of(batches[b]), batches[b], needs[b]) for b in window], progress)
-
-
-def _boundaries(runs: Sequence[_Run]) -> set[int]:
+def _boundaries(runs: Sequence[PlanRun]) -> set[int]:
     """The full model's steps whose output the runs start from."""
     return {run.shared - 1 for run in runs if run.shared}
 
 
-def _windows(evaluator: Evaluator, batches: Sequence[Sequence[Unit]], needs: Sequence[list[_Run]]) -> Iterator[list[int]]:
-    """Needed batches, consecutive ones together while their kept states fit STATE_BUDGET."""
-    n_embd = evaluator.model.n_embd
+def _windows(scorer: Scorer, batches: Sequence[Sequence[Unit]], needs: Mapping[int, list[PlanRun]]) -> Iterator[list[int]]:
+    """The batches in order, consecutive ones together while their kept states fit STATE_BUDGET."""
     window: list[int] = []
     size = 0
-    for b, runs in enumerate(needs):
-        if not runs:
-            continue
+    for b, runs in needs.items():
         tokens = sum(unit.n_tokens for unit in batches[b])
-        cost = tokens * n_embd * 4 * len(_boundaries(runs))
+        cost = tokens * scorer.model.n_embd * 4 * len(_boundaries(runs))
         if window and size + cost > STATE_BUDGET:
             yield window
             window, size = [], 0
@@ -113,59 +140,63 @@ def _windows(evaluator: Evaluator, batches: Sequence[Sequence[Unit]], needs: Seq
         yield window
 
 
-def _score_window(
-    evaluator: Evaluator, prep: PreparedTask, window: Sequence[tuple[Layout, Sequence[Unit], list[_Run]]], progress: Progress
-) -> None:
+def _score_window(scorer: Scorer, window: Sequence[tuple[Layout, Sequence[Unit], list[PlanRun]]]) -> Iterator[Finished]:
     """One pass of the full model over the window's batches, keeping the states the plans need
-    (and storing the full model's documents where it needs them); then each plan from its state."""
-    scorer, ctx = evaluator.scorer, evaluator.scorer.ctx
-    boundaries = _boundaries([run for _, _, runs in window for run in runs])
-    full_needed = any(run.shared == 0 for _, _, runs in window for run in runs)
-    # the full model, or, when its documents are all stored, only the layers up to the last boundary
-    last = max(boundaries, default=-1)
-    source = evaluator.full_plan if full_needed or last + 2 >= evaluator.model.n_layer else Plan.sequential(range(last + 2))
-    evaluator.set_plan(source, named_states=True)
-    hidden = HiddenStates(evaluator.model.n_embd, {step_output(b) for b in boundaries})
-    states: list[list[dict[str, np.ndarray]]] = []  # per batch, per chunk
+    (and scoring the full model where it is needed); then each other plan, from its state or, if it
+    shares nothing, from the tokens."""
+    runs = list(dict.fromkeys(run for _, _, needing in window for run in needing))  # in the window's order
+    boundaries = _boundaries(runs)
+    full = next((run for run in runs if run.is_full), None)
+    if full is not None or boundaries:
+        # the full model, or, when it needs nothing here, only the layers up to the last boundary
+        n_layer = scorer.model.n_layer
+        last = max(boundaries, default=n_layer)
+        source = full.plan if full is not None or last + 2 >= n_layer else Plan.sequential(range(last + 2))
+        yield from _keep_states(scorer, source, full, window, boundaries)
+    for run in runs:
+        if run.is_full:
+            continue
+        scorer.set_plan(run.graph_plan)
+        for layout, units, needing in window:
+            if run in needing:
+                start = time.perf_counter()
+                inputs = [chunk[step_output(run.shared - 1)] for chunk in layout.states] if run.shared else None
+                logits = scorer.decode(layout, inputs)
+                yield _finished(scorer, run, layout, units, logits, time.perf_counter() - start)
+    for layout, _, _ in window:
+        layout.states = []  # the window's memory goes
+
+
+def _keep_states(
+    scorer: Scorer,
+    source: Plan,
+    full: PlanRun | None,
+    window: Sequence[tuple[Layout, Sequence[Unit], list[PlanRun]]],
+    boundaries: set[int],
+) -> Iterator[Finished]:
+    """Run `source` over the window's batches, keeping each chunk's states at the boundaries on its
+    layout; the full model's documents are scored where it needs them."""
+    scorer.set_plan(source, named_states=True)
+    hidden = HiddenStates(scorer.model.n_embd, {step_output(b) for b in boundaries})
+    ctx = scorer.ctx
     ctx.set_eval_callback(hidden.callback)
     try:
-        for layout, units, runs in window:
+        for layout, units, needing in window:
             start = time.perf_counter()
             ctx.clear()
-            rows, chunk_states = [], []
+            rows = []
             for lo, hi in scorer.chunks(layout):
                 rows.append(ctx.decode(layout.batch(lo, hi)))
-                chunk_states.append(hidden.take())
-            states.append(chunk_states)
-            full = next((run for run in runs if run.shared == 0), None)
-            if full is not None:
-                _collect(evaluator, prep, full, layout, units, np.concatenate(rows), time.perf_counter() - start, progress)
+                layout.states.append(hidden.take())
+            if full is not None and full in needing:
+                yield _finished(scorer, full, layout, units, np.concatenate(rows), time.perf_counter() - start)
     finally:
         ctx.set_eval_callback(None)
-    plans = [run for _, _, runs in window for run in runs if run.shared]
-    for run in dict.fromkeys(plans):  # each plan once, in the window's order
-        assert run.rest is not None
-        evaluator.set_plan(run.rest)
-        name = step_output(run.shared - 1)
-        for (layout, units, runs), chunk_states in zip(window, states, strict=True):
-            if run in runs:
-                start = time.perf_counter()
-                logits = scorer.decode(layout, [chunk[name] for chunk in chunk_states])
-                _collect(evaluator, prep, run, layout, units, logits, time.perf_counter() - start, progress)
 
 
-def _collect(
-    evaluator: Evaluator,
-    prep: PreparedTask,
-    run: _Run,
-    layout: Layout,
-    units: Sequence[Unit],
-    logits: np.ndarray,
-    seconds: float,
-    progress: Progress,
-) -> None:
-    """Store the documents a batch finishes for a run."""
-    run.collected.add(evaluator.scorer.results(layout, logits))
+def _finished(
+    scorer: Scorer, run: PlanRun, layout: Layout, units: Sequence[Unit], logits: np.ndarray, seconds: float
+) -> Finished:
+    run.collected.add(scorer.results(layout, logits))
     finished = run.collected.finished(units)
-    evaluator.store_results(run.run_id, prep, finished, [run.collected.of(g) for g in finished], seconds)
-    progress(sum(1 for g in finished if g in run.todo))
+    return run, finished, [run.collected.of(g) for g in finished], seconds

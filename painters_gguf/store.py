@@ -67,8 +67,18 @@ def _m002_writers(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_m001_initial, _m002_writers]
-TABLES = ("runs", "docs", "writers")
+def _m003_machines(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE machines (
+            id INTEGER PRIMARY KEY,
+            description TEXT NOT NULL UNIQUE  -- canonical JSON: host, CPU and its features, GPUs, library build
+        )"""
+    )
+    db.execute("ALTER TABLE docs ADD COLUMN machine_id INTEGER REFERENCES machines (id)")  # NULL: scored before it was recorded
+
+
+MIGRATIONS = [_m001_initial, _m002_writers, _m003_machines]
+TABLES = ("runs", "docs", "writers", "machines")
 
 
 def lock_timeout() -> float:
@@ -260,15 +270,29 @@ class Store:
                 damaged.append(int(index))
         return results, damaged
 
-    def add(self, run_id: int, results: Iterable[tuple[int, dict]], seconds: float) -> None:
-        """Commit finished documents in one transaction; a document already there is kept."""
+    def add(self, run_id: int, results: Iterable[tuple[int, dict]], seconds: float, machine: dict[str, str]) -> None:
+        """Commit finished documents in one transaction, with the machine that scored them
+        (`machine.describe()`); a document already there is kept."""
         now = utc_now()
+        description = json.dumps(machine, sort_keys=True)
         with self.transaction():
+            self._conn.execute("INSERT OR IGNORE INTO machines (description) VALUES (?)", (description,))
+            (machine_id,) = self._conn.execute("SELECT id FROM machines WHERE description = ?", (description,)).fetchone()
             self._conn.executemany(
-                "INSERT OR IGNORE INTO docs (run_id, doc_index, result, created_utc) VALUES (?, ?, ?, ?)",
-                [(run_id, index, dumps(result), now) for index, result in results],
+                "INSERT OR IGNORE INTO docs (run_id, doc_index, result, created_utc, machine_id) VALUES (?, ?, ?, ?, ?)",
+                [(run_id, index, dumps(result), now, machine_id) for index, result in results],
             )
             self._conn.execute("UPDATE runs SET updated_utc = ?, seconds = seconds + ? WHERE id = ?", (now, seconds, run_id))
+
+    def machines(self, run_id: int) -> dict[str, int]:
+        """The machines that scored a run's documents (their descriptions as JSON), with counts."""
+        with self.errors():
+            rows = self._conn.execute(
+                """SELECT COALESCE(m.description, 'not recorded'), COUNT(*) FROM docs d
+                   LEFT JOIN machines m ON m.id = d.machine_id WHERE d.run_id = ? GROUP BY d.machine_id""",
+                (run_id,),
+            ).fetchall()
+        return {description: int(n) for description, n in rows}
 
     def discard(self, run_id: int, indices: Iterable[int]) -> None:
         """Forget damaged documents, so that they are scored again."""

@@ -140,7 +140,7 @@ def run(
     """Score every point on every task (compute=False: only read what the store has); returns the
     cells per variant and the full model's scores per task, the reference of every normalized score.
     With `share_prefix`, the layers plans share with the full model are computed once per batch
-    (`shared_prefix`: the same numbers); without, each plan runs on its own."""
+    (`shared_prefix`: the same numbers); without, each plan runs on its own, plan after plan."""
     if compute and share_prefix:
         plans = [point.plan for points in grids.values() for point in points]
         shared_prefix.score_plans(evaluator, plans, prepared, progress)

@@ -1,0 +1,260 @@
+"""Sweeps across machines on Ray: workers score, the driver alone writes the store.
+
+The driver lists the work not yet in the store as units: a task's consecutive decode batches, with
+the plans that still need documents in them (a generation task: a plan and a few documents). Ray
+actors, one per worker slot, each load the model once and score units with the same packing and
+the same shared-prefix path as a local sweep, so the numbers are the same on the same machine.
+Each unit's documents come back to the driver, which commits them with the machine that scored
+them. A unit whose worker dies is given to another worker; a driver killed and rerun finds the
+finished units in the store and lists only the rest.
+
+    ray.init()                 # or address="auto" (a running cluster), "ray://head:10001"
+    run(evaluator, plans, prepared, job, workers=4)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from painters_gguf.errors import PaintersError
+from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, Settings, prepare
+from painters_gguf.plan import Plan
+from painters_gguf.requests import Generation
+from painters_gguf.scoring import Unit
+
+if TYPE_CHECKING:
+    from ray import ObjectRef
+    from ray.actor import ActorHandle
+
+# decode batches per unit (each for every plan that needs it): seconds of work on a small model
+UNIT_BATCHES = 2
+# documents per unit of a generation task
+UNIT_GENERATIONS = 4
+# tries of a unit whose worker died before it is given up
+MAX_ATTEMPTS = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What every worker needs to set itself up as the driver is: the model (a path every worker
+    can read, or a catalog name each fetches and checks), its sha256, the data, the settings."""
+
+    model: str
+    model_sha256: str
+    data: str
+    tasks: tuple[str, ...]
+    limit: int | None
+    settings: Settings
+    threads: int
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkUnit:
+    """A task's batches (first, last) of its first `n_groups` documents packed in order, or, for a
+    generation task, `docs`; each plan (text) with the documents it still needs there."""
+
+    task: str
+    n_groups: int
+    batches: tuple[int, ...]
+    todo: tuple[tuple[str, tuple[int, ...]], ...]
+    attempt: int = 1
+
+    @property
+    def size(self) -> int:
+        return sum(len(docs) for _, docs in self.todo)
+
+
+@dataclasses.dataclass
+class UnitResult:
+    """A unit's documents per plan text: [(doc index, stored result)], with the seconds spent and
+    the machine that scored them."""
+
+    task: str
+    documents: dict[str, list[tuple[int, dict]]]
+    seconds: dict[str, float]
+    machine: dict[str, str]
+
+
+class Worker:
+    """Scores units on one worker slot; the model is loaded once (a Ray actor)."""
+
+    def __init__(self, job: Job) -> None:
+        from painters_gguf.fetch import resolve_model
+        from painters_gguf.machine import describe
+        from painters_gguf.runtime import Model
+        from painters_gguf.scoring import Scorer
+        from painters_gguf.tasks import TASKS
+
+        path = resolve_model(job.model, log=lambda line: None)
+        self.model = Model(path, n_gpu_layers=job.settings.n_gpu_layers)
+        if self.model.sha256 != job.model_sha256:
+            raise PaintersError(f"{path} on {describe()['host']} is not the driver's model (sha256 {self.model.sha256[:12]})")
+        settings = job.settings
+        self.scorer = Scorer(
+            self.model,
+            max_length=settings.max_length,
+            n_batch=settings.batch_size,
+            threads=job.threads,
+            add_bos=bool(settings.add_bos),
+            flash_attn=settings.flash_attn,
+        )
+        self.prepared = {name: prepare(TASKS[name], Path(job.data), job.limit, settings) for name in job.tasks}
+        self.machine = describe()
+        self.n_layer = self.model.n_layer
+        self._packings: dict[tuple[str, int], tuple[list, list[list[Unit]]]] = {}
+
+    def _packed(self, task_name: str, n_groups: int) -> tuple[list, list[list[Unit]]]:
+        """The first n_groups documents' requests and their decode batches, packed once per worker."""
+        key = (task_name, n_groups)
+        if key not in self._packings:
+            prep = self.prepared[task_name]
+            groups = [prep.task.requests(prep.docs[i], prep.context_of(i)) for i in range(n_groups)]
+            self._packings[key] = (groups, self.scorer.batches(groups))  # type: ignore[arg-type]
+        return self._packings[key]
+
+    def ready(self) -> bool:
+        """True once the worker is set up (a worker that cannot set up raises its error here)."""
+        return True
+
+    def score(self, unit: WorkUnit) -> UnitResult:
+        import time
+
+        from painters_gguf import shared_prefix, variants
+
+        prep = self.prepared[unit.task]
+        task = prep.task
+        plans = {Plan.parse(text).check(self.n_layer): set(docs) for text, docs in unit.todo}
+        result = UnitResult(unit.task, {text: [] for text, _ in unit.todo}, {text: 0.0 for text, _ in unit.todo}, self.machine)
+        if task.generation:
+            for plan, docs in plans.items():
+                self.scorer.set_plan(plan)
+                for i in sorted(docs):
+                    start = time.perf_counter()
+                    request = task.requests(prep.docs[i], prep.context_of(i))
+                    assert isinstance(request, Generation)
+                    text = self.scorer.generate(request.context, until=request.until, max_tokens=request.max_tokens)
+                    result.documents[plan.text].append((i, task.score(prep.docs[i], text)))
+                    result.seconds[plan.text] += time.perf_counter() - start
+            return result
+        groups, batches = self._packed(unit.task, unit.n_groups)
+        runs = shared_prefix.plan_runs(plans, variants.full(self.n_layer), groups)
+        for run, finished, results, seconds in shared_prefix.score_batches(self.scorer, runs, batches, unit.batches):
+            scored = [(g, task.score(prep.docs[g], res)) for g, res in zip(finished, results, strict=True)]
+            result.documents[run.plan.text] += scored
+            result.seconds[run.plan.text] += seconds
+        return result
+
+
+def units(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[PreparedTask]) -> tuple[list[WorkUnit], dict]:
+    """The work not yet in the store, and the run id of every (plan text, task) it fills."""
+    from painters_gguf import shared_prefix
+
+    work: list[WorkUnit] = []
+    run_ids: dict[tuple[str, str], int] = {}
+    for prep in prepared:
+        todo: dict[Plan, list[int]] = {}
+        for plan in dict.fromkeys([evaluator.full_plan, *plans]):
+            run_ids[plan.text, prep.task.name], _, todo[plan] = evaluator.open_run(plan, prep)
+        todo = {plan: docs for plan, docs in todo.items() if docs}
+        if not todo:
+            continue
+        if prep.task.generation:
+            for plan, docs in todo.items():
+                for lo in range(0, len(docs), UNIT_GENERATIONS):
+                    chunk = tuple(docs[lo : lo + UNIT_GENERATIONS])
+                    work.append(WorkUnit(prep.task.name, 0, (), ((plan.text, chunk),)))
+            continue
+        groups = evaluator.requests(prep, sorted({d for docs in todo.values() for d in docs}))
+        batches = evaluator.scorer.batches(groups)
+        needed = shared_prefix.needed_batches(batches, shared_prefix.plan_runs(todo, evaluator.full_plan, groups))
+        for chosen in _batch_runs(batches, needed):
+            in_batches = {seq.slot[0] for b in chosen for unit in batches[b] for seq in unit.sequences}
+            needs = tuple((plan.text, tuple(sorted(in_batches & set(docs)))) for plan, docs in todo.items())
+            work.append(WorkUnit(prep.task.name, len(groups), tuple(chosen), tuple(n for n in needs if n[1])))
+    return work, run_ids
+
+
+def _batch_runs(batches: Sequence[Sequence[Unit]], needed: Sequence[int]) -> list[list[int]]:
+    """The needed batches cut into units of about UNIT_BATCHES, never between two batches that
+    share a document (one too long to share its prefix is split into a unit per request)."""
+    cuts: list[list[int]] = []
+    for b in needed:
+        groups = {seq.slot[0] for unit in batches[b] for seq in unit.sequences}
+        previous = cuts[-1][-1] if cuts else None
+        joined = previous is not None and groups & {seq.slot[0] for unit in batches[previous] for seq in unit.sequences}
+        if cuts and (joined or len(cuts[-1]) < UNIT_BATCHES):
+            cuts[-1].append(b)
+        else:
+            cuts.append([b])
+    return cuts
+
+
+def run(
+    evaluator: Evaluator,
+    plans: Sequence[Plan],
+    prepared: Sequence[PreparedTask],
+    job: Job,
+    *,
+    workers: int,
+    progress: Progress = lambda n: None,
+    on_unit: Callable[[WorkUnit, UnitResult], None] = lambda unit, result: None,
+) -> None:
+    """Score the plans and the full model on the tasks on Ray workers (Ray initialised by the
+    caller), committing each finished unit to the store here."""
+    import ray
+    from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+
+    work, run_ids = units(evaluator, plans, prepared)
+    if not work:
+        return
+    actor_class = ray.remote(num_cpus=job.threads, num_gpus=1 if job.settings.n_gpu_layers else 0)(Worker)
+    pending = list(reversed(work))  # popped from the end: in order
+    busy: dict[ObjectRef, tuple[WorkUnit, ActorHandle]] = {}  # result ref -> (unit, actor)
+
+    def give(actor: ActorHandle) -> None:
+        if pending:
+            unit = pending.pop()
+            busy[actor.score.remote(unit)] = (unit, actor)
+
+    def start(n: int) -> list[ActorHandle]:
+        """n new workers, each with the model loaded; a worker that cannot set up is an error here."""
+        actors = [actor_class.remote(job) for _ in range(n)]
+        try:
+            ray.get([actor.ready.remote() for actor in actors])
+        except (RayActorError, RayTaskError) as err:
+            raise PaintersError(f"a Ray worker could not start: {_last_line(err)}") from None
+        return actors
+
+    for actor in start(min(workers, len(work))):
+        give(actor)
+    while busy:
+        ready, _ = ray.wait(list(busy), num_returns=1)
+        unit, actor = busy.pop(ready[0])
+        try:
+            result: UnitResult = ray.get(ready[0])
+        except (RayActorError, WorkerCrashedError) as err:  # the worker died: the unit goes to another
+            if unit.attempt >= MAX_ATTEMPTS:
+                raise PaintersError(
+                    f"a unit of {unit.task} failed {unit.attempt} times, its worker dying: {_last_line(err)}"
+                ) from None
+            pending.append(dataclasses.replace(unit, attempt=unit.attempt + 1))  # next
+            ray.kill(actor)
+            give(start(1)[0])
+            continue
+        except RayTaskError as err:  # the worker raised: the same error here, one line
+            raise PaintersError(_last_line(err)) from None
+        for text, documents in result.documents.items():
+            evaluator.store.add(run_ids[text, result.task], documents, result.seconds[text], result.machine)
+        progress(unit.size)
+        on_unit(unit, result)
+        give(actor)
+
+
+def _last_line(err: Exception) -> str:
+    """A Ray error's cause, as one line."""
+    cause = getattr(err, "cause", None)
+    lines = str(cause if isinstance(cause, Exception) else err).strip().splitlines()
+    return lines[-1] if lines else type(err).__name__

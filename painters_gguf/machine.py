@@ -1,0 +1,44 @@
+"""Which machine scored a document. llama.cpp's numbers on quantized models differ slightly from
+one CPU to another (per-document log-likelihoods by ~0.1 nats), so every stored document names
+the machine and library build that scored it."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import platform
+import socket
+from pathlib import Path
+
+from painters_gguf.bindings import C, lib, llama_cpp
+from painters_gguf.memory import backend_devices
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _library_sha256() -> str:
+    """The sha256 of the loaded libllama file: the exact build, patch and flags included."""
+    path = Path(getattr(lib, "_name", ""))
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "unknown"
+
+
+@functools.cache
+def describe() -> dict[str, str]:
+    """This machine as it bears on the numbers: host, CPU model and the instruction sets llama.cpp
+    uses, GPUs, and the library build."""
+    gpus = [device.name for device in backend_devices() if device.kind in ("gpu", "igpu")]
+    return {
+        "host": socket.gethostname(),
+        "cpu": _cpu_model(),
+        "features": C.llama_print_system_info().decode("utf-8", "replace").strip(),
+        "gpus": ", ".join(gpus) or "none",
+        "library": f"llama-cpp-python {llama_cpp.__version__}, libllama sha256 {_library_sha256()[:16]}",
+    }

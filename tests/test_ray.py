@@ -1,0 +1,110 @@
+"""Sweeps on a local Ray cluster of 2 workers: the store equals a local sweep's, document for
+document; a worker killed mid-unit loses nothing; a driver killed and rerun finishes with the same
+store; every document records the machine that scored it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from faults import interrupt_midway, stored_documents
+from test_sweeps import CLI, store_contents
+
+from painters_gguf import distributed
+
+TIMEOUT = 900
+
+
+@pytest.fixture(scope="module")
+def sweep_args(smollm2_path: Path) -> list[str]:
+    """Two plans that share layers with the full model, on 64-token batches: units of a few
+    seconds each on SmolLM2 with one thread per worker."""
+    return ["-m", str(smollm2_path), "--plan", "0-9,20-29", "--plan", "0-4,{5-24}x2,25-29", "--tasks", "arc_easy"]
+
+
+def common(shared_data: Path) -> list[str]:
+    return ["--limit", "10", "--threads", "1", "--batch-size", "64", "--data-dir", str(shared_data)]
+
+
+@pytest.fixture(scope="module")
+def local_store(sweep_args: list[str], shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    db = tmp_path_factory.mktemp("local") / "local.db"
+    subprocess.run([CLI, "--db", str(db), "sweep", *sweep_args, *common(shared_data)], check=True, capture_output=True)
+    return store_contents(db)
+
+
+def ray_command(db: Path, sweep_args: list[str], shared_data: Path) -> list[str]:
+    return [CLI, "--db", str(db), "sweep", *sweep_args, *common(shared_data), "--ray", "local", "--ray-workers", "2"]
+
+
+def machines(db: Path) -> list[dict]:
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM docs WHERE machine_id IS NULL").fetchone()[0] == 0
+        return [json.loads(text) for (text,) in con.execute("SELECT description FROM machines")]
+
+
+def test_ray_sweep_stores_what_a_local_sweep_stores(local_store: dict, sweep_args, shared_data: Path, tmp_path: Path) -> None:
+    db = tmp_path / "ray.db"
+    result = subprocess.run(ray_command(db, sweep_args, shared_data), capture_output=True, text=True, timeout=TIMEOUT)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "plans: normalized scores" in " ".join(result.stdout.split())
+    assert store_contents(db) == local_store
+    (machine,) = machines(db)
+    assert machine["host"] == os.uname().nodename and "AVX" in machine["features"] and "libllama sha256" in machine["library"]
+
+
+def worker_in_a_unit() -> int | None:
+    """A Ray worker process busy scoring a unit (Ray titles it with the method it runs)."""
+    listing = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    for line in listing.splitlines():
+        pid, _, args = line.strip().partition(" ")
+        if args.startswith("ray::Worker.score"):
+            return int(pid)
+    return None
+
+
+def test_a_worker_killed_mid_unit_loses_nothing(local_store: dict, sweep_args, shared_data: Path, tmp_path: Path) -> None:
+    db = tmp_path / "ray.db"
+    process = subprocess.Popen(ray_command(db, sweep_args, shared_data), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + TIMEOUT
+    while (stored_documents(db) == 0 or (victim := worker_in_a_unit()) is None) and process.poll() is None:
+        assert time.monotonic() < deadline, "no unit was scored"
+        time.sleep(0.05)  # polling the store and the process table, not a guess at timing
+    assert process.poll() is None, "the sweep ended before a worker could be killed mid-unit"
+    os.kill(victim, signal.SIGKILL)
+    _, stderr = process.communicate(timeout=TIMEOUT)
+    assert process.returncode == 0, stderr.decode()[-2000:]
+    assert store_contents(db) == local_store
+
+
+def test_a_killed_driver_reruns_to_the_same_store(local_store: dict, sweep_args, shared_data: Path, tmp_path: Path) -> None:
+    db = tmp_path / "ray.db"
+    command = ray_command(db, sweep_args, shared_data)
+    total = len(local_store)
+    stored, code, _ = interrupt_midway(command, dict(os.environ), db, 1, total, signal.SIGKILL, timeout=TIMEOUT)
+    assert code == -signal.SIGKILL and 1 <= stored < total
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT)
+    assert rerun.returncode == 0, rerun.stderr[-2000:]
+    assert store_contents(db) == local_store
+
+
+def test_units_never_split_a_document_across_workers() -> None:
+    """A document too long to share its prefix spans batches: its batches stay in one unit."""
+    from painters_gguf.scoring import Unit, _Sequence
+
+    def batch(group: int) -> list[Unit]:
+        return [Unit(prefix=[], sequences=[_Sequence(tokens=[1], targets=[1], slot=(group, 0))])]
+
+    groups = [0, 1, 2, 3, 3, 3, 4, 5, 6, 7, 8]  # the document of each batch: document 3 spans three
+    runs = distributed._batch_runs([batch(g) for g in groups], list(range(len(groups))))
+    assert [b for run in runs for b in run] == list(range(len(groups)))
+    unit_of = {b: i for i, run in enumerate(runs) for b in run}
+    for g in set(groups):
+        assert len({unit_of[b] for b, group in enumerate(groups) if group == g}) == 1, g
+    assert runs[0] == [0, 1, 2, 3, 4, 5] and all(len(run) <= distributed.UNIT_BATCHES for run in runs[1:])
