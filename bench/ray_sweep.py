@@ -79,7 +79,8 @@ def main() -> None:
         plans = list(
             {evaluator.full_plan} | {p.plan for v in sweeps.parse_variants(args.variant) for p in sweeps.grid(v, model.n_layer)}
         )
-        job = distributed.Job(str(path), model.sha256, str(data), tuple(p.task.name for p in prepared), args.limit, settings, 1)
+        tasks_digests = tuple((prep.task.name, distributed.docs_digest(prep)) for prep in prepared)
+        job = distributed.Job(str(path), model.sha256, str(data), tasks_digests, args.limit, settings, 1)
         unit_seconds: list[float] = []
         ray.init(address="local", num_cpus=args.workers, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
         try:

@@ -30,7 +30,7 @@ from rich.table import Table
 from painters_gguf import sweeps, variants
 from painters_gguf.fetch import resolve_model
 from painters_gguf.runtime import Model
-from painters_gguf.shared_prefix import shared_steps
+from painters_gguf.shared_prefix import computed_blocks
 
 CLI = str(Path(sys.executable).with_name("painters-gguf"))
 
@@ -66,7 +66,7 @@ def block_counts(model_path: str, variant: str, seeds: int) -> tuple[int, int, i
     for chosen in sweeps.parse_variants(variant):
         plans |= {point.plan for point in sweeps.grid(chosen, n_layer, seeds=seeds)}
     plain = sum(plan.n_slots for plan in plans)
-    shared = n_layer + sum(plan.n_slots - shared_steps(plan, n_layer) for plan in plans if not plan.is_identity(n_layer))
+    shared = computed_blocks(list(plans), n_layer)
     return len(plans), plain, shared
 
 

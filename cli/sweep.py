@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -113,6 +114,19 @@ def _cells(
         return sweeps.run(evaluator, grids, session.prepared, compute=True, share_prefix=compute.share_prefix, progress=advance)
 
 
+def _ray_workers(resources: dict[str, float], asked: int | None, threads: int, *, gpu: bool) -> int:
+    """Workers the cluster has room for: --threads CPUs each (and a GPU each with layers on one)."""
+    room = int(resources.get("CPU", 0) // threads)
+    if gpu:
+        room = min(room, int(resources.get("GPU", 0)))
+    if room < 1:
+        need = f"{threads} CPUs" + (" and a GPU" if gpu else "")
+        raise PaintersError(f"--ray: the cluster has no room for a worker of {need}")
+    if asked is not None and asked > room:
+        raise PaintersError(f"--ray-workers {asked}: the cluster has room for {room} workers of --threads {threads}")
+    return asked or room
+
+
 def _on_ray(session: Session, plans: list[Plan], compute: Compute, progress: Callable[[int], None]) -> None:
     """Score the plans on Ray workers; the store is written here."""
     try:
@@ -122,25 +136,22 @@ def _on_ray(session: Session, plans: list[Plan], compute: Compute, progress: Cal
     from painters_gguf import distributed
 
     scoring = session.scoring
-    model = scoring.model if scoring.model is None or not Path(scoring.model).expanduser().exists() else str(session.path)
-    threads = scoring.threads or 1
-    job = distributed.Job(
-        model,
-        session.model.sha256,
-        str(session.data),
-        tuple(p.task.name for p in session.prepared),
-        scoring.limit,
-        session.evaluator.settings,
-        threads,
+    # a catalog name (each worker fetches the file and checks it), else the file's path, which every worker must see
+    model = (
+        scoring.model if scoring.model is None or not Path(scoring.model).expanduser().exists() else str(session.path.resolve())
     )
-    address = None if compute.ray == "local" else compute.ray
+    threads = scoring.threads or 1
+    tasks = tuple((prep.task.name, distributed.docs_digest(prep)) for prep in session.prepared)
+    job = distributed.Job(
+        model, session.model.sha256, str(session.data.resolve()), tasks, scoring.limit, session.evaluator.settings, threads
+    )
     with err.status(f"starting Ray ({compute.ray}) ..."):
         try:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            ray.init(address=compute.ray, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, ValueError, RuntimeError) as error:
             raise PaintersError(f"--ray {compute.ray}: {error}") from None
     try:
-        workers = compute.ray_workers or max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+        workers = _ray_workers(ray.cluster_resources(), compute.ray_workers, threads, gpu=scoring.n_gpu_layers != 0)
         distributed.run(session.evaluator, plans, session.prepared, job, workers=workers, progress=progress)
     finally:
         ray.shutdown()
@@ -184,6 +195,8 @@ def sweep(
     """Score the paper's sweeps (every N; random over seeds; looped parallel over iterations) through the store."""
     if ray_workers is not None and ray is None:
         raise PaintersError("--ray-workers goes with --ray")
+    if plan_by_plan and ray is not None:
+        raise PaintersError("--plan-by-plan is a local way of computing; Ray workers share prefixes")
     # on Ray the workers load the model; here its tokenizer packs the documents as they will
     session = open_session(default_db=ctx.obj.db, scoring=scoring, vocab_only=ray is not None)
     compute = Compute(share_prefix=not plan_by_plan, ray=ray, ray_workers=ray_workers)

@@ -15,9 +15,11 @@ finished units in the store and lists only the rest.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, Settings, prepare
@@ -35,6 +37,8 @@ UNIT_BATCHES = 2
 UNIT_GENERATIONS = 4
 # tries of a unit whose worker died before it is given up
 MAX_ATTEMPTS = 3
+# seconds for Ray to place and set up the workers (a model download and load included)
+START_TIMEOUT = 900
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,13 +46,19 @@ class Job:
     """What every worker needs to set itself up as the driver is: the model (a path every worker
     can read, or a catalog name each fetches and checks), its sha256, the data, the settings."""
 
-    model: str
+    model: str | None  # None: the catalog's default
     model_sha256: str
     data: str
-    tasks: tuple[str, ...]
+    tasks: tuple[tuple[str, str], ...]  # (task name, digest of its documents: docs_digest)
     limit: int | None
     settings: Settings
     threads: int
+
+
+def docs_digest(prepared: PreparedTask) -> str:
+    """A digest of a task's documents and few-shot examples as read: a worker with other data refuses."""
+    text = json.dumps([prepared.docs, prepared.examples], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,19 +89,26 @@ class UnitResult:
 
 
 class Worker:
-    """Scores units on one worker slot; the model is loaded once (a Ray actor)."""
+    """Scores units on one worker slot; the model is loaded once (a Ray actor). `ready()` sets it
+    up, so that a worker that cannot (another model file, other data) says why as a task error."""
 
     def __init__(self, job: Job) -> None:
-        from painters_gguf.fetch import resolve_model
+        self.job = job
+
+    def ready(self) -> bool:
+        """Load the model and the tasks, checked against the driver's."""
+        from painters_gguf.fetch import file_sha256, resolve_model
         from painters_gguf.machine import describe
         from painters_gguf.runtime import Model
         from painters_gguf.scoring import Scorer
         from painters_gguf.tasks import TASKS
 
+        job = self.job
+        host = describe()["host"]
         path = resolve_model(job.model, log=lambda line: None)
+        if file_sha256(path) != job.model_sha256:  # checked before llama.cpp reads it
+            raise PaintersError(f"{path} on {host} is not the driver's model file (its sha256 differs)")
         self.model = Model(path, n_gpu_layers=job.settings.n_gpu_layers)
-        if self.model.sha256 != job.model_sha256:
-            raise PaintersError(f"{path} on {describe()['host']} is not the driver's model (sha256 {self.model.sha256[:12]})")
         settings = job.settings
         self.scorer = Scorer(
             self.model,
@@ -101,10 +118,14 @@ class Worker:
             add_bos=bool(settings.add_bos),
             flash_attn=settings.flash_attn,
         )
-        self.prepared = {name: prepare(TASKS[name], Path(job.data), job.limit, settings) for name in job.tasks}
+        self.prepared = {name: prepare(TASKS[name], Path(job.data), job.limit, settings) for name, _ in job.tasks}
+        for name, digest in job.tasks:
+            if docs_digest(self.prepared[name]) != digest:
+                raise PaintersError(f"{name}: the data in {job.data} on {host} is not the driver's (other documents)")
         self.machine = describe()
         self.n_layer = self.model.n_layer
         self._packings: dict[tuple[str, int], tuple[list, list[list[Unit]]]] = {}
+        return True
 
     def _packed(self, task_name: str, n_groups: int) -> tuple[list, list[list[Unit]]]:
         """The first n_groups documents' requests and their decode batches, packed once per worker."""
@@ -114,10 +135,6 @@ class Worker:
             groups = [prep.task.requests(prep.docs[i], prep.context_of(i)) for i in range(n_groups)]
             self._packings[key] = (groups, self.scorer.batches(groups))  # type: ignore[arg-type]
         return self._packings[key]
-
-    def ready(self) -> bool:
-        """True once the worker is set up (a worker that cannot set up raises its error here)."""
-        return True
 
     def score(self, unit: WorkUnit) -> UnitResult:
         import time
@@ -159,6 +176,7 @@ def units(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[Prepar
         for plan in dict.fromkeys([evaluator.full_plan, *plans]):
             run_ids[plan.text, prep.task.name], _, todo[plan] = evaluator.open_run(plan, prep)
         todo = {plan: docs for plan, docs in todo.items() if docs}
+        todo_sets = {plan: set(docs) for plan, docs in todo.items()}
         if not todo:
             continue
         if prep.task.generation:
@@ -172,7 +190,7 @@ def units(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[Prepar
         needed = shared_prefix.needed_batches(batches, shared_prefix.plan_runs(todo, evaluator.full_plan, groups))
         for chosen in _batch_runs(batches, needed):
             in_batches = {seq.slot[0] for b in chosen for unit in batches[b] for seq in unit.sequences}
-            needs = tuple((plan.text, tuple(sorted(in_batches & set(docs)))) for plan, docs in todo.items())
+            needs = tuple((plan.text, tuple(sorted(in_batches & docs))) for plan, docs in todo_sets.items())
             work.append(WorkUnit(prep.task.name, len(groups), tuple(chosen), tuple(n for n in needs if n[1])))
     return work, run_ids
 
@@ -205,12 +223,12 @@ def run(
     """Score the plans and the full model on the tasks on Ray workers (Ray initialised by the
     caller), committing each finished unit to the store here."""
     import ray
-    from ray.exceptions import RayActorError, RayTaskError, WorkerCrashedError
+    from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError, WorkerCrashedError
 
     work, run_ids = units(evaluator, plans, prepared)
     if not work:
         return
-    actor_class = ray.remote(num_cpus=job.threads, num_gpus=1 if job.settings.n_gpu_layers else 0)(Worker)
+    actor_class: Any = ray.remote(num_cpus=job.threads, num_gpus=1 if job.settings.n_gpu_layers else 0)(Worker)
     pending = list(reversed(work))  # popped from the end: in order
     busy: dict[ObjectRef, tuple[WorkUnit, ActorHandle]] = {}  # result ref -> (unit, actor)
 
@@ -223,8 +241,13 @@ def run(
         """n new workers, each with the model loaded; a worker that cannot set up is an error here."""
         actors = [actor_class.remote(job) for _ in range(n)]
         try:
-            ray.get([actor.ready.remote() for actor in actors])
-        except (RayActorError, RayTaskError) as err:
+            ray.get([actor.ready.remote() for actor in actors], timeout=START_TIMEOUT)
+        except GetTimeoutError:
+            need = f"{job.threads} CPUs" + (" and a GPU" if job.settings.n_gpu_layers else "")
+            raise PaintersError(
+                f"Ray placed fewer than {n} workers of {need} each within {START_TIMEOUT} s: use fewer --ray-workers"
+            ) from None
+        except RayError as err:
             raise PaintersError(f"a Ray worker could not start: {_last_line(err)}") from None
         return actors
 
@@ -246,6 +269,14 @@ def run(
             continue
         except RayTaskError as err:  # the worker raised: the same error here, one line
             raise PaintersError(_last_line(err)) from None
+        except RayError as err:  # anything else Ray reports (a node lost, out of memory)
+            raise PaintersError(f"Ray: {_last_line(err)}") from None
+        for text, docs in unit.todo:
+            returned = {i for i, _ in result.documents.get(text, [])}
+            if not set(docs) <= returned:
+                raise PaintersError(
+                    f"a worker returned {unit.task} under plan {text} without documents {sorted(set(docs) - returned)}"
+                )
         for text, documents in result.documents.items():
             evaluator.store.add(run_ids[text, result.task], documents, result.seconds[text], result.machine)
         progress(unit.size)

@@ -24,21 +24,25 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def _library_sha256() -> str:
-    """The sha256 of the loaded libllama file: the exact build, patch and flags included."""
-    path = Path(getattr(lib, "_name", ""))
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "unknown"
+def _libraries_sha256() -> str:
+    """One sha256 over the shared libraries beside the loaded libllama (libllama, libggml and its
+    backends, in name order): the exact build, patch and flags included."""
+    folder = Path(getattr(lib, "_name", "")).parent
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("lib*.so*")) + sorted(folder.glob("*.dll")) + sorted(folder.glob("lib*.dylib")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 @functools.cache
 def describe() -> dict[str, str]:
     """This machine as it bears on the numbers: host, CPU model and the instruction sets llama.cpp
-    uses, GPUs, and the library build."""
+    uses, GPUs, and the library build (llama.cpp's shared libraries)."""
     gpus = [device.name for device in backend_devices() if device.kind in ("gpu", "igpu")]
     return {
         "host": socket.gethostname(),
         "cpu": _cpu_model(),
         "features": C.llama_print_system_info().decode("utf-8", "replace").strip(),
         "gpus": ", ".join(gpus) or "none",
-        "library": f"llama-cpp-python {llama_cpp.__version__}, libllama sha256 {_library_sha256()[:16]}",
+        "library": f"llama-cpp-python {llama_cpp.__version__}, libraries sha256 {_libraries_sha256()[:16]}",
     }

@@ -57,7 +57,6 @@ class Layout:
     seq_ids: list[Sequence[int]]
     outputs: list[bool]
     scored: list[tuple[_Sequence, int]]
-    states: list[dict[str, np.ndarray]] = dataclasses.field(default_factory=list)  # hidden states kept, per chunk
 
     @classmethod
     def of(cls, units: Sequence[Unit]) -> Layout:
@@ -163,13 +162,16 @@ class Scorer:
         self.kv_cells = max(n_batch, max_length)
         self.n_seq_max = n_seq_max
         self.generated_tokens = 0  # by generate(), since the scorer was made (a progress bar's tokens/s)
-        self._context_options = {"threads": threads, "flash_attn": flash_attn}
+        self.threads = threads
+        self.flash_attn = flash_attn
         self._graph_plan: Plan | None | object = _UNSET  # the plan the context runs (None: the stock graph)
 
     @functools.cached_property
     def ctx(self) -> Context:
         """The model context, made on first use (a scorer that only packs requests needs none)."""
-        return self.model.context(n_ctx=self.kv_cells, n_batch=self.n_batch, n_seq_max=self.n_seq_max, **self._context_options)
+        return self.model.context(
+            n_ctx=self.kv_cells, n_batch=self.n_batch, n_seq_max=self.n_seq_max, threads=self.threads, flash_attn=self.flash_attn
+        )
 
     def set_plan(self, plan: Plan, *, named_states: bool = False) -> None:
         """Run `plan` from now on: the full model's through the stock graph, unless `named_states`

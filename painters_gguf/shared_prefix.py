@@ -1,11 +1,13 @@
-"""Score many plans on the same documents, computing the layers they share with the full model once.
+"""Score many plans on the same documents, computing the steps they have in common once.
 
-Every middle variant at N begins with layers 0..N, as the full model does: for one decode batch the
-residual stream after layer k is the same for the full model and for every plan that begins with
-layers 0..k. So, batch by batch, the full model runs once and keeps the hidden state at each layer
-boundary the plans need; each plan then starts from its boundary's state, given to llama.cpp as
-embeddings input, under the rest of the plan. The numbers are those of scoring plan by plan: the
-same batches, the same float32 state at the boundary, the same operations after it.
+Every middle variant at N begins with layers 0..N, as the full model does, and looped parallel
+begins as parallel does (0..N, then the parallel middle): for one decode batch, the residual
+stream after those common steps is the same for every plan that begins with them. So each plan
+takes a donor, the plan before it with which it shares the most leading steps (the full model
+first, then plans with fewer steps); batch by batch a donor runs first and keeps the hidden states
+its recipients start from (read out of the graph by name); each recipient then runs the rest of its
+plan from its state, given to llama.cpp as embeddings input. The numbers are those of scoring plan
+by plan: the same batches, the same float32 state, the same operations after it.
 
 Batches are taken in windows whose kept states fit `STATE_BUDGET` bytes (memory does not grow with
 the documents), and in each window every plan is set once. Every batch's documents are committed
@@ -30,16 +32,21 @@ from painters_gguf.scoring import GroupResults, Layout, Scorer, Unit, holds_any
 STATE_BUDGET = 256 * 2**20
 
 
-def shared_steps(plan: Plan, n_layer: int) -> int:
-    """How many of the plan's first steps are the full model's layers 0, 1, .. one by one: k steps
-    whose output is the full model's state after layer k-1. The plan keeps at least one step of
-    its own, and the full model's last layer is never shared (it computes only the output rows)."""
-    executions = list(plan.executions())
-    limit = min(len(executions) - 1, n_layer - 1)
+def common_steps(plan: Plan, donor: Plan) -> int:
+    """How many leading steps a plan can take from a donor's state: the steps they share, but the
+    plan keeps a step of its own, and the donor's last step (which computes only the output
+    rows) is never shared."""
+    mine, theirs = list(plan.executions()), list(donor.executions())
+    limit = min(len(mine) - 1, len(theirs) - 1)
     k = 0
-    while k < limit and executions[k] == (k,):
+    while k < limit and mine[k] == theirs[k]:
         k += 1
     return k
+
+
+def shared_steps(plan: Plan, n_layer: int) -> int:
+    """The leading steps a plan shares with the full model of n_layer layers (`common_steps`)."""
+    return common_steps(plan, Plan.sequential(range(n_layer)))
 
 
 def remainder(plan: Plan, k: int) -> Plan:
@@ -49,17 +56,22 @@ def remainder(plan: Plan, k: int) -> Plan:
 
 @dataclasses.dataclass(eq=False)  # each run is its own: compared and hashed by identity
 class PlanRun:
-    """A plan to score on one task's batches: the documents it still needs, and how it runs."""
+    """A plan to score on one task's batches: the documents it still needs, and where it starts."""
 
     plan: Plan
     todo: set[int]
-    shared: int  # leading steps taken from the full model's kept state (0: from the tokens)
-    is_full: bool  # the full model, whose pass keeps the states
     collected: GroupResults
+    start: int = 0  # leading steps taken from the donor's state (0: from the tokens)
+    donor: PlanRun | None = None
 
     @property
     def graph_plan(self) -> Plan:
-        return remainder(self.plan, self.shared) if self.shared else self.plan
+        return remainder(self.plan, self.start) if self.start else self.plan
+
+    @property
+    def source(self) -> tuple[PlanRun, int] | None:
+        """(donor, the step of the donor's graph whose output this run starts from)."""
+        return None if self.donor is None else (self.donor, self.start - 1 - self.donor.start)
 
 
 # (run, the documents a batch finished for it, their requests' results, seconds)
@@ -69,19 +81,28 @@ Finished = tuple[PlanRun, list[int], list[list[LoglikelihoodResult]], float]
 def plan_runs(
     todo: Mapping[Plan, Collection[int]], full_plan: Plan, groups: Sequence[Sequence[object]], *, share: bool = True
 ) -> list[PlanRun]:
-    """A run per plan with documents to do (`share=False`: every plan from the tokens)."""
-    n_layer = full_plan.n_steps
-    return [
-        PlanRun(
-            plan,
-            set(docs),
-            shared_steps(plan, n_layer) if share and plan != full_plan else 0,
-            plan == full_plan,
-            GroupResults(groups),
-        )
-        for plan, docs in todo.items()
-        if docs
-    ]
+    """A run per plan with documents to do and, when sharing, the full model's (which the others
+    start from, needed or not), in the order they run: each donor before its recipients."""
+    runs = [PlanRun(plan, set(docs), GroupResults(groups)) for plan, docs in todo.items() if docs or plan == full_plan]
+    if not share:
+        return [run for run in runs if run.todo]
+    if full_plan not in todo:
+        runs.append(PlanRun(full_plan, set(), GroupResults(groups)))
+    runs.sort(key=lambda run: (run.plan != full_plan, run.plan.n_steps))  # donors first: the full model, then short plans
+    for i, run in enumerate(runs):
+        candidates = [(common_steps(run.plan, donor.plan), -j, donor) for j, donor in enumerate(runs[:i])]
+        k, _, donor = max(candidates, key=lambda c: c[:2], default=(0, 0, None))
+        while donor is not None and k <= donor.start:  # that state is computed by the donor's own donor
+            donor = donor.donor
+        if donor is not None and k > 0:
+            run.donor, run.start = donor, k
+    return runs
+
+
+def computed_blocks(plans: Sequence[Plan], n_layer: int) -> int:
+    """Block executions per token to score the plans and the full model with shared steps."""
+    full = Plan.sequential(range(n_layer))
+    return sum(run.graph_plan.n_slots for run in plan_runs({plan: [0] for plan in [full, *plans]}, full, [[]]))
 
 
 def needed_batches(batches: Sequence[Sequence[Unit]], runs: Sequence[PlanRun]) -> list[int]:
@@ -92,11 +113,11 @@ def needed_batches(batches: Sequence[Sequence[Unit]], runs: Sequence[PlanRun]) -
 def score_batches(
     scorer: Scorer, runs: Sequence[PlanRun], batches: Sequence[Sequence[Unit]], indices: Sequence[int]
 ) -> Iterator[Finished]:
-    """Score the runs on the batches at `indices`, window by window; yields what each decoded batch
-    finishes for each run, as it finishes."""
-    needs = {b: [run for run in runs if holds_any(batches[b], run.todo)] for b in indices}
-    for window in _windows(scorer, batches, needs):
-        yield from _score_window(scorer, [(Layout.of(batches[b]), batches[b], needs[b]) for b in window])
+    """Score the runs (in `plan_runs` order) on the batches at `indices`, window by window; yields
+    what each decoded batch finishes for each run, as it finishes."""
+    active = {b: _active(runs, batches[b]) for b in indices}
+    for window in _windows(scorer, batches, active):
+        yield from _score_window(scorer, runs, {b: (Layout.of(batches[b]), batches[b], active[b]) for b in window})
 
 
 def score_plans(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[PreparedTask], progress: Progress) -> None:
@@ -119,18 +140,26 @@ def score_plans(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[
             progress(sum(1 for g in finished if g in run.todo))
 
 
-def _boundaries(runs: Sequence[PlanRun]) -> set[int]:
-    """The full model's steps whose output the runs start from."""
-    return {run.shared - 1 for run in runs if run.shared}
+def _active(runs: Sequence[PlanRun], units: Sequence[Unit]) -> list[PlanRun]:
+    """The runs that decode a batch: those needing one of its documents, and their donors."""
+    active = {run for run in runs if holds_any(units, run.todo)}
+    for run in reversed(runs):  # recipients come after their donors
+        if run in active and run.donor is not None:
+            active.add(run.donor)
+    return [run for run in runs if run in active]
 
 
-def _windows(scorer: Scorer, batches: Sequence[Sequence[Unit]], needs: Mapping[int, list[PlanRun]]) -> Iterator[list[int]]:
+def _kept(active: Sequence[PlanRun]) -> set[tuple[PlanRun, int]]:
+    """The states a batch keeps: (donor, step of its graph) of every active recipient."""
+    return {run.source for run in active if run.source is not None}
+
+
+def _windows(scorer: Scorer, batches: Sequence[Sequence[Unit]], active: Mapping[int, list[PlanRun]]) -> Iterator[list[int]]:
     """The batches in order, consecutive ones together while their kept states fit STATE_BUDGET."""
     window: list[int] = []
     size = 0
-    for b, runs in needs.items():
-        tokens = sum(unit.n_tokens for unit in batches[b])
-        cost = tokens * scorer.model.n_embd * 4 * len(_boundaries(runs))
+    for b, runs in active.items():
+        cost = sum(unit.n_tokens for unit in batches[b]) * scorer.model.n_embd * 4 * len(_kept(runs))
         if window and size + cost > STATE_BUDGET:
             yield window
             window, size = [], 0
@@ -140,58 +169,50 @@ def _windows(scorer: Scorer, batches: Sequence[Sequence[Unit]], needs: Mapping[i
         yield window
 
 
-def _score_window(scorer: Scorer, window: Sequence[tuple[Layout, Sequence[Unit], list[PlanRun]]]) -> Iterator[Finished]:
-    """One pass of the full model over the window's batches, keeping the states the plans need
-    (and scoring the full model where it is needed); then each other plan, from its state or, if it
-    shares nothing, from the tokens."""
-    runs = list(dict.fromkeys(run for _, _, needing in window for run in needing))  # in the window's order
-    boundaries = _boundaries(runs)
-    full = next((run for run in runs if run.is_full), None)
-    if full is not None or boundaries:
-        # the full model, or, when it needs nothing here, only the layers up to the last boundary
-        n_layer = scorer.model.n_layer
-        last = max(boundaries, default=n_layer)
-        source = full.plan if full is not None or last + 2 >= n_layer else Plan.sequential(range(last + 2))
-        yield from _keep_states(scorer, source, full, window, boundaries)
-    for run in runs:
-        if run.is_full:
-            continue
-        scorer.set_plan(run.graph_plan)
-        for layout, units, needing in window:
-            if run in needing:
-                start = time.perf_counter()
-                inputs = [chunk[step_output(run.shared - 1)] for chunk in layout.states] if run.shared else None
-                logits = scorer.decode(layout, inputs)
-                yield _finished(scorer, run, layout, units, logits, time.perf_counter() - start)
-    for layout, _, _ in window:
-        layout.states = []  # the window's memory goes
-
-
-def _keep_states(
-    scorer: Scorer,
-    source: Plan,
-    full: PlanRun | None,
-    window: Sequence[tuple[Layout, Sequence[Unit], list[PlanRun]]],
-    boundaries: set[int],
+def _score_window(
+    scorer: Scorer, runs: Sequence[PlanRun], window: Mapping[int, tuple[Layout, Sequence[Unit], list[PlanRun]]]
 ) -> Iterator[Finished]:
-    """Run `source` over the window's batches, keeping each chunk's states at the boundaries on its
-    layout; the full model's documents are scored where it needs them."""
-    scorer.set_plan(source, named_states=True)
-    hidden = HiddenStates(scorer.model.n_embd, {step_output(b) for b in boundaries})
+    """Each run over the window's batches where it is active, donors first; a donor keeps the
+    states its recipients start from, a recipient starts from its state."""
+    states: dict[tuple[PlanRun, int, int], list[np.ndarray]] = {}  # (donor, step, batch) -> per chunk
+    for run in runs:
+        mine = [b for b, (_, _, active) in window.items() if run in active]
+        if not mine:
+            continue
+        wanted = {b: {step for donor, step in _kept(window[b][2]) if donor is run} for b in mine}
+        steps = set().union(*wanted.values())
+        graph = run.graph_plan
+        if steps and not any(holds_any(window[b][1], run.todo) for b in mine):  # a donor only: up to its last kept state
+            graph = Plan(tuple(Step(layers) for layers in list(graph.executions())[: max(steps) + 2]))
+        scorer.set_plan(graph, named_states=bool(steps))
+        hidden = HiddenStates(scorer.model.n_embd, {step_output(step) for step in steps}) if steps else None
+        scorer.ctx.set_eval_callback(hidden.callback if hidden else None)
+        try:
+            for b in mine:
+                layout, units, _ = window[b]
+                inputs = states.get((*run.source, b)) if run.source is not None else None
+                start = time.perf_counter()
+                logits, kept = _decode(scorer, layout, inputs, hidden)
+                for step in wanted[b]:
+                    states[run, step, b] = [chunk[step_output(step)] for chunk in kept]
+                if holds_any(units, run.todo):
+                    yield _finished(scorer, run, layout, units, logits, time.perf_counter() - start)
+        finally:
+            scorer.ctx.set_eval_callback(None)
+
+
+def _decode(
+    scorer: Scorer, layout: Layout, inputs: list[np.ndarray] | None, hidden: HiddenStates | None
+) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    """A layout decoded from an empty cache, chunk by chunk, from the tokens or `inputs` (a state
+    per chunk); the logits of its output rows, and each chunk's named states."""
     ctx = scorer.ctx
-    ctx.set_eval_callback(hidden.callback)
-    try:
-        for layout, units, needing in window:
-            start = time.perf_counter()
-            ctx.clear()
-            rows = []
-            for lo, hi in scorer.chunks(layout):
-                rows.append(ctx.decode(layout.batch(lo, hi)))
-                layout.states.append(hidden.take())
-            if full is not None and full in needing:
-                yield _finished(scorer, full, layout, units, np.concatenate(rows), time.perf_counter() - start)
-    finally:
-        ctx.set_eval_callback(None)
+    ctx.clear()
+    rows, kept = [], []
+    for i, (lo, hi) in enumerate(scorer.chunks(layout)):
+        rows.append(ctx.decode(layout.batch(lo, hi, None if inputs is None else inputs[i])))
+        kept.append(hidden.take() if hidden is not None else {})
+    return np.concatenate(rows), kept
 
 
 def _finished(

@@ -284,16 +284,6 @@ class Store:
             )
             self._conn.execute("UPDATE runs SET updated_utc = ?, seconds = seconds + ? WHERE id = ?", (now, seconds, run_id))
 
-    def machines(self, run_id: int) -> dict[str, int]:
-        """The machines that scored a run's documents (their descriptions as JSON), with counts."""
-        with self.errors():
-            rows = self._conn.execute(
-                """SELECT COALESCE(m.description, 'not recorded'), COUNT(*) FROM docs d
-                   LEFT JOIN machines m ON m.id = d.machine_id WHERE d.run_id = ? GROUP BY d.machine_id""",
-                (run_id,),
-            ).fetchall()
-        return {description: int(n) for description, n in rows}
-
     def discard(self, run_id: int, indices: Iterable[int]) -> None:
         """Forget damaged documents, so that they are scored again."""
         with self.transaction():

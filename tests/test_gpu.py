@@ -284,3 +284,15 @@ def test_a_plan_too_big_for_the_gpu_is_refused_up_front(smollm2_on_gpu, monkeypa
             ctx.set_plan(Plan.parse(f"15x{abi.MAX_SLOTS}"))
         assert ctx.plan == small
         assert np.array_equal(ctx.logits(tokens), before)
+
+
+def test_shared_prefix_sweeps_store_what_plan_by_plan_stores_on_the_gpu(smollm2_on_gpu, shared_data, tmp_path) -> None:
+    """The shared-prefix sweep reads hidden states out of the graph between kernels; on the GPU
+    that must change no number either (kernel fusion across the read-out point would)."""
+    from test_shared_prefix import middle_grids, sweep_store
+
+    grids = {v: [p for p in points if p.n in (3, 12) and p.seed in (None, 0)] for v, points in middle_grids(30).items()}
+    tasks = {"arc_easy": 10, "lambada_openai": 10}
+    plain = sweep_store(smollm2_on_gpu, shared_data, tmp_path / "plain.db", grids, tasks, share=False)
+    shared = sweep_store(smollm2_on_gpu, shared_data, tmp_path / "shared.db", grids, tasks, share=True)
+    assert shared == plain
