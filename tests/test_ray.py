@@ -160,3 +160,17 @@ def test_a_worker_refuses_another_model_file_or_other_data(tiny_bpe_model, smoll
     other_data = distributed.Job(str(model.path), model.sha256, str(shared_data), (("arc_easy", "0" * 64),), 3, settings, 1)
     with pytest.raises(PaintersError, match="arc_easy: the data in .* is not the driver's"):
         distributed.Worker(other_data).ready()
+
+
+def test_workers_fit_the_cluster() -> None:
+    """--threads CPUs per worker (and a GPU each with layers on one); more than fit is one line, not a hang."""
+    from painters_gguf.cli.sweep import _ray_workers
+    from painters_gguf.errors import PaintersError
+
+    assert _ray_workers({"CPU": 16.0}, None, 4, gpu=False) == 4
+    assert _ray_workers({"CPU": 16.0, "GPU": 1.0}, None, 1, gpu=True) == 1
+    assert _ray_workers({"CPU": 16.0}, 2, 4, gpu=False) == 2
+    with pytest.raises(PaintersError, match="--ray-workers 5: the cluster has room for 4 workers"):
+        _ray_workers({"CPU": 16.0}, 5, 4, gpu=False)
+    with pytest.raises(PaintersError, match="no room for a worker of 1 CPUs and a GPU"):
+        _ray_workers({"CPU": 16.0}, None, 1, gpu=True)
