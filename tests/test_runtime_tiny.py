@@ -214,3 +214,29 @@ def test_kv_estimate_by_hand(tiny_model) -> None:
 @pytest.mark.parametrize("text", [t for t in PLAN_TEXTS if shared_steps(Plan.parse(t), 6) > 0])
 def test_plans_go_on_from_kept_states(ctx_f32, text: str) -> None:
     assert_continues_from_kept_state(ctx_f32, Plan.parse(text), TOKENS)
+
+
+def test_ctrl_c_in_the_eval_callback_is_raised_after_a_whole_pass(ctx_f32) -> None:
+    """A KeyboardInterrupt inside the callback cannot cross into C: the pass still computes every
+    logit (a callback returning False would stop it midway), and take() raises it afterwards."""
+    from painters_gguf.hidden_states import HiddenStates
+
+    class Interrupted(HiddenStates):
+        def wanted(self, name: str) -> bool:
+            if name == "plan_out-2":
+                raise KeyboardInterrupt
+            return super().wanted(name)
+
+    full = variants.full(6)
+    ctx_f32.set_plan(full)
+    expected = ctx_f32.logits(TOKENS)
+    hidden = Interrupted(ctx_f32.model.n_embd)
+    ctx_f32.set_eval_callback(hidden.callback)
+    try:
+        actual = ctx_f32.logits(TOKENS)
+    finally:
+        ctx_f32.set_eval_callback(None)
+    assert np.array_equal(actual, expected)
+    with pytest.raises(KeyboardInterrupt):
+        hidden.take()
+    assert hidden.take() == {}  # raised once; the next pass starts clean
