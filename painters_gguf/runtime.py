@@ -13,12 +13,15 @@ every time.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import functools
 import os
+import signal
+import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +50,24 @@ MAX_CELLS = 2**31 - 1
 def _check_range(name: str, value: int, low: int, high: int, *, why: str = "") -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise PaintersError(f"{name} {value!r}: give a whole number from {low} to {high}" + (f" ({why})" if why else ""))
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C taken after the block, not inside it: while llama.cpp calls back into Python (the
+    eval callback), a KeyboardInterrupt raised there cannot cross into C: ctypes drops it and
+    the callback answers False, which stops the pass midway with logits never computed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
 
 
 @functools.lru_cache(maxsize=16)
@@ -329,6 +350,7 @@ class Context:
         self.plan: Plan | None = None
         self._batch = C.llama_batch_init(n_batch, 0, n_seq_max)
         self._embd_batch: C.llama_batch | None = None
+        self._eval_callback: Callable[..., bool] | None = None
 
     @property
     def _ctx(self) -> C.llama_context_p:
@@ -366,6 +388,7 @@ class Context:
     def set_eval_callback(self, callback: Callable[..., bool] | None) -> None:
         """Observe graph tensors as they are computed; keep `callback` alive while it is set."""
         lib.llama_set_eval_callback(self._ctx, callback or C.ggml_backend_sched_eval_callback(), None)
+        self._eval_callback = callback
 
     # KV cache
 
@@ -427,7 +450,11 @@ class Context:
             b.n_seq_id[i] = len(seq_ids)
             for j, seq_id in enumerate(seq_ids):
                 b.seq_id[i][j] = seq_id
-        status = C.llama_decode(ctx, b)
+        if self._eval_callback is None:
+            status = C.llama_decode(ctx, b)
+        else:  # Python runs during the pass: Ctrl-C must not raise inside the callback
+            with interrupts_deferred():
+                status = C.llama_decode(ctx, b)
         if status != 0:
             detail = LOG.take()
             raise PaintersError(f"llama_decode failed with status {status}" + (f": {detail}" if detail else ""))

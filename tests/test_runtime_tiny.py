@@ -240,3 +240,35 @@ def test_ctrl_c_in_the_eval_callback_is_raised_after_a_whole_pass(ctx_f32) -> No
     with pytest.raises(KeyboardInterrupt):
         hidden.take()
     assert hidden.take() == {}  # raised once; the next pass starts clean
+
+
+def test_a_real_ctrl_c_during_a_pass_with_the_callback_ends_it_whole(ctx_f32) -> None:
+    """SIGINT arriving while llama.cpp calls back into Python (at any bytecode, even before a try)
+    is taken when the pass is over: every logit computed, then KeyboardInterrupt, then the usual
+    handler again."""
+    import os
+    import signal
+
+    from painters_gguf.hidden_states import HiddenStates
+
+    class SignalledMidway(HiddenStates):
+        sent = False
+
+        def wanted(self, name: str) -> bool:
+            if name == "plan_out-2" and not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGINT)  # delivered at the next bytecode, inside the callback
+            return super().wanted(name)
+
+    ctx_f32.set_plan(variants.full(6))
+    expected = ctx_f32.logits(TOKENS)
+    hidden = SignalledMidway(ctx_f32.model.n_embd)
+    ctx_f32.set_eval_callback(hidden.callback)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            ctx_f32.logits(TOKENS)
+        assert len(hidden.take()) == 7  # the pass ran to its end: every state was read
+    finally:
+        ctx_f32.set_eval_callback(None)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert np.array_equal(ctx_f32.logits(TOKENS), expected)
