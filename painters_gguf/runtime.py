@@ -54,9 +54,10 @@ def _check_range(name: str, value: int, low: int, high: int, *, why: str = "") -
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C taken after the block, not inside it: while llama.cpp calls back into Python (the
-    eval callback), a KeyboardInterrupt raised there cannot cross into C: ctypes drops it and
-    the callback answers False, which stops the pass midway with logits never computed."""
+    """Ctrl-C taken after the block, not inside it. While llama.cpp calls back into Python (its log
+    callback, the eval callback), a KeyboardInterrupt raised there cannot cross into C: ctypes
+    drops it (the eval callback then answers False, which stops the pass midway with logits never
+    computed). C code is not interrupted by Python's handler anyway: nothing comes later."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only
         return
@@ -97,7 +98,8 @@ class Model:
         params.n_gpu_layers = n_gpu_layers
         params.vocab_only = vocab_only
         LOG.take()
-        self._model_ptr = C.llama_model_load_from_file(os.fsencode(self.path), params)
+        with interrupts_deferred():  # llama.cpp logs through a Python callback while it loads
+            self._model_ptr = C.llama_model_load_from_file(os.fsencode(self.path), params)
         if not self._model_ptr:
             detail = LOG.take() or "llama.cpp could not load it"
             raise PaintersError(f"{self.path}: {detail}")
@@ -310,6 +312,8 @@ class Context:
         self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int | None, kv_type: str, flash_attn: str
     ) -> None:
         self._ctx_ptr = None
+        self._batch: C.llama_batch | None = None  # made with the context (None if that was cut short)
+        self._embd_batch: C.llama_batch | None = None
         _check_range("n_ctx", n_ctx, 1, MAX_CELLS)
         _check_range("n_seq_max", n_seq_max, 1, C.llama_max_parallel_sequences())
         _check_range(
@@ -338,7 +342,8 @@ class Context:
         params.kv_unified = True  # sequences share one cache: a shared prefix is copied by reference
         params.no_perf = True
         LOG.take()
-        self._ctx_ptr = C.llama_init_from_model(model._model, params)
+        with interrupts_deferred():
+            self._ctx_ptr = C.llama_init_from_model(model._model, params)
         if not self._ctx_ptr:
             raise PaintersError(f"could not create a context for {model.path.name}: {LOG.take() or 'out of memory?'}")
         model._contexts.add(self)
@@ -349,8 +354,6 @@ class Context:
         self.n_vocab = model.n_vocab
         self.plan: Plan | None = None
         self._batch = C.llama_batch_init(n_batch, 0, n_seq_max)
-        self._embd_batch: C.llama_batch | None = None
-        self._eval_callback: Callable[..., bool] | None = None
 
     @property
     def _ctx(self) -> C.llama_context_p:
@@ -364,11 +367,14 @@ class Context:
     def set_plan(self, plan: Plan | None) -> None:
         """Run the model under `plan` (None: its own layer order). Clears the KV cache."""
         if plan is None:
-            call_plan_status(lib.llama_set_layer_plan(self._ctx, None, 0), None)
+            with interrupts_deferred():
+                status = lib.llama_set_layer_plan(self._ctx, None, 0)
         else:
             self.check_plan(plan)
             flat = plan.encode()
-            call_plan_status(lib.llama_set_layer_plan(self._ctx, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
+            with interrupts_deferred():
+                status = lib.llama_set_layer_plan(self._ctx, (ctypes.c_int32 * len(flat))(*flat), len(flat))
+        call_plan_status(status, plan)
         self.plan = plan
 
     def check_plan(self, plan: Plan) -> None:
@@ -388,7 +394,6 @@ class Context:
     def set_eval_callback(self, callback: Callable[..., bool] | None) -> None:
         """Observe graph tensors as they are computed; keep `callback` alive while it is set."""
         lib.llama_set_eval_callback(self._ctx, callback or C.ggml_backend_sched_eval_callback(), None)
-        self._eval_callback = callback
 
     # KV cache
 
@@ -433,6 +438,7 @@ class Context:
             )
         if batch.embeddings is None:
             self.model.check_tokens(batch.tokens)
+            assert self._batch is not None, "made with the context"
             b = self._batch
             np.ctypeslib.as_array(b.token, shape=(n,))[:] = batch.tokens
         else:
@@ -450,11 +456,8 @@ class Context:
             b.n_seq_id[i] = len(seq_ids)
             for j, seq_id in enumerate(seq_ids):
                 b.seq_id[i][j] = seq_id
-        if self._eval_callback is None:
+        with interrupts_deferred():  # Python runs during the pass: the log and eval callbacks
             status = C.llama_decode(ctx, b)
-        else:  # Python runs during the pass: Ctrl-C must not raise inside the callback
-            with interrupts_deferred():
-                status = C.llama_decode(ctx, b)
         if status != 0:
             detail = LOG.take()
             raise PaintersError(f"llama_decode failed with status {status}" + (f": {detail}" if detail else ""))
@@ -513,9 +516,9 @@ class Context:
 
     def close(self) -> None:
         if self._ctx_ptr:
-            C.llama_batch_free(self._batch)
-            if self._embd_batch is not None:
-                C.llama_batch_free(self._embd_batch)
+            for batch in (self._batch, self._embd_batch):
+                if batch is not None:
+                    C.llama_batch_free(batch)
             C.llama_free(self._ctx_ptr)
             self._ctx_ptr = None
 

@@ -272,3 +272,30 @@ def test_a_real_ctrl_c_during_a_pass_with_the_callback_ends_it_whole(ctx_f32) ->
         ctx_f32.set_eval_callback(None)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
     assert np.array_equal(ctx_f32.logits(TOKENS), expected)
+
+
+def test_a_ctrl_c_while_llama_cpp_logs_is_taken_after_the_call(tiny_model) -> None:
+    """llama.cpp logs through a Python callback while it makes a context: a SIGINT landing there
+    would be dropped by ctypes; it is taken once the call is over."""
+    import os
+    import signal
+
+    from llama_cpp import llama_cpp as C
+
+    from painters_gguf.bindings import LOG
+
+    sent: list[int] = []
+
+    def on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+        if not sent:
+            sent.append(level)
+            os.kill(os.getpid(), signal.SIGINT)  # delivered at the next bytecode, inside the callback
+
+    callback = C.llama_log_callback(on_log)
+    C.llama_log_set(callback, ctypes.c_void_p(0))
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            tiny_model.context(n_ctx=64, n_batch=64)
+    finally:
+        C.llama_log_set(LOG.callback, ctypes.c_void_p(0))
+    assert sent and signal.getsignal(signal.SIGINT) is signal.default_int_handler
