@@ -31,7 +31,6 @@ from typing import NoReturn
 
 import hellaswag  # bench/hellaswag.py: llama-perplexity's item file, and patches/build_wheel.py
 from rich.console import Console
-from rich.table import Table
 
 from painters_gguf import variants
 from painters_gguf.bindings import C
@@ -216,12 +215,8 @@ def main() -> None:
         t_ppl = None
     if t_ppl is not None:
         rows.append(("llama-perplexity --hellaswag -ngl 99", t_ppl))
-    table = Table(title=f"HellaSwag, {len(docs)} items, {path.name}, every layer on the GPU, model load included")
-    for column in ("path", "seconds", "items/s", "vs painters-gguf"):
-        table.add_column(column, justify="left" if column == "path" else "right")
-    for name, seconds in rows:
-        table.add_row(name, f"{seconds:.1f}", f"{len(docs) / seconds:.1f}", f"{seconds / t_ours:.2f}x")
-    console.print(table)
+    title = f"HellaSwag, {len(docs)} items, {path.name}, every layer on the GPU, model load included"
+    console.print(hellaswag.throughput_table(title, rows, len(docs)))
 
 
 if __name__ == "__main__":

@@ -72,6 +72,16 @@ def perplexity_file(docs: list[dict], path: Path) -> Path:
     return path
 
 
+def throughput_table(title: str, rows: list[tuple[str, float]], items: int) -> Table:
+    """(path, seconds) rows side by side: items/s and each one's time against the first row's."""
+    table = Table(title=title)
+    for column in ("path", "seconds", "items/s", "vs painters-gguf"):
+        table.add_column(column, justify="left" if column == "path" else "right")
+    for name, seconds in rows:
+        table.add_row(name, f"{seconds:.1f}", f"{items / seconds:.2f}", f"{seconds / rows[0][1]:.2f}x")
+    return table
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=None)
@@ -128,12 +138,7 @@ def main() -> None:
         if final:
             console.print(f"llama-perplexity acc_norm-like score after {final[-1][0]} items: {final[-1][1]}")
 
-    table = Table(title=f"HellaSwag, {len(docs)} items, {path.name}, {args.threads} threads")
-    for column in ("path", "seconds", "items/s", "vs painters-gguf"):
-        table.add_column(column, justify="left" if column == "path" else "right")
-    for name, seconds in rows:
-        table.add_row(name, f"{seconds:.1f}", f"{len(docs) / seconds:.2f}", f"{seconds / t_batched:.2f}x")
-    console.print(table)
+    console.print(throughput_table(f"HellaSwag, {len(docs)} items, {path.name}, {args.threads} threads", rows, len(docs)))
     console.print(f"painters-gguf acc_norm over these items: {acc_norm:.4f}")
     if shutil.which("nproc"):
         console.print(f"cores: {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import heapq
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from pathlib import Path
 import ray
 from rich.console import Console
 from rich.table import Table
+from sweep import documents  # bench/sweep.py: a store's documents
 
 from painters_gguf import distributed, sweeps, tasks
 from painters_gguf.data import data_dir
@@ -34,12 +34,6 @@ from painters_gguf.scoring import Scorer
 from painters_gguf.store import Store
 
 CLI = str(Path(sys.executable).with_name("painters-gguf"))
-
-
-def documents(db: Path) -> dict[tuple, str]:
-    with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT r.plan, r.task, d.doc_index, d.result FROM docs d JOIN runs r ON r.id = d.run_id")
-        return {(plan, task, index): result for plan, task, index, result in rows}
 
 
 def makespan(times: list[float], workers: int) -> float:

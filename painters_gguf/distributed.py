@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, Settings, prepare
 from painters_gguf.plan import Plan
-from painters_gguf.requests import Generation
 from painters_gguf.scoring import Unit
 
 if TYPE_CHECKING:
@@ -131,9 +130,8 @@ class Worker:
         """The first n_groups documents' requests and their decode batches, packed once per worker."""
         key = (task_name, n_groups)
         if key not in self._packings:
-            prep = self.prepared[task_name]
-            groups = [prep.task.requests(prep.docs[i], prep.context_of(i)) for i in range(n_groups)]
-            self._packings[key] = (groups, self.scorer.batches(groups))  # type: ignore[arg-type]
+            groups = self.prepared[task_name].loglikelihood_requests(n_groups)
+            self._packings[key] = (groups, self.scorer.batches(groups))
         return self._packings[key]
 
     def score(self, unit: WorkUnit) -> UnitResult:
@@ -150,17 +148,13 @@ class Worker:
                 self.scorer.set_plan(plan)
                 for i in sorted(docs):
                     start = time.perf_counter()
-                    request = task.requests(prep.docs[i], prep.context_of(i))
-                    assert isinstance(request, Generation)
-                    text = self.scorer.generate(request.context, until=request.until, max_tokens=request.max_tokens)
-                    result.documents[plan.text].append((i, task.score(prep.docs[i], text)))
+                    result.documents[plan.text].append((i, prep.generate(self.scorer, i)))
                     result.seconds[plan.text] += time.perf_counter() - start
             return result
         groups, batches = self._packed(unit.task, unit.n_groups)
         runs = shared_prefix.plan_runs(plans, variants.full(self.n_layer), groups)
         for run, finished, results, seconds in shared_prefix.score_batches(self.scorer, runs, batches, unit.batches):
-            scored = [(g, task.score(prep.docs[g], res)) for g, res in zip(finished, results, strict=True)]
-            result.documents[run.plan.text] += scored
+            result.documents[run.plan.text] += prep.scored(finished, results)
             result.seconds[run.plan.text] += seconds
         return result
 
@@ -172,11 +166,9 @@ def units(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[Prepar
     work: list[WorkUnit] = []
     run_ids: dict[tuple[str, str], int] = {}
     for prep in prepared:
-        todo: dict[Plan, list[int]] = {}
-        for plan in dict.fromkeys([evaluator.full_plan, *plans]):
-            run_ids[plan.text, prep.task.name], _, todo[plan] = evaluator.open_run(plan, prep)
-        todo = {plan: docs for plan, docs in todo.items() if docs}
-        todo_sets = {plan: set(docs) for plan, docs in todo.items()}
+        runs = evaluator.open_runs(plans, prep)
+        run_ids.update({(plan.text, prep.task.name): run_id for plan, (run_id, _) in runs.items()})
+        todo = {plan: docs for plan, (_, docs) in runs.items() if docs}
         if not todo:
             continue
         if prep.task.generation:
@@ -187,8 +179,8 @@ def units(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[Prepar
             continue
         groups = evaluator.requests(prep, sorted({d for docs in todo.values() for d in docs}))
         batches = evaluator.scorer.batches(groups)
-        needed = shared_prefix.needed_batches(batches, shared_prefix.plan_runs(todo, evaluator.full_plan, groups))
-        for chosen in _batch_runs(batches, needed):
+        todo_sets = {plan: set(docs) for plan, docs in todo.items()}
+        for chosen in _batch_runs(batches, shared_prefix.needed_batches(batches, todo_sets.values())):
             in_batches = {seq.slot[0] for b in chosen for unit in batches[b] for seq in unit.sequences}
             needs = tuple((plan.text, tuple(sorted(in_batches & docs))) for plan, docs in todo_sets.items())
             work.append(WorkUnit(prep.task.name, len(groups), tuple(chosen), tuple(n for n in needs if n[1])))

@@ -113,6 +113,21 @@ class PreparedTask:
             self.contexts[index] = self.task.context(self.docs[index], self.examples[index])
         return self.contexts[index]
 
+    def loglikelihood_requests(self, n: int) -> list[list[LoglikelihoodRequest]]:
+        """The requests of the split's first n documents (packed in this order, from the first)."""
+        return [self.task.requests(self.docs[i], self.context_of(i)) for i in range(n)]  # type: ignore[misc]
+
+    def scored(self, finished: Sequence[int], results: Sequence[list[LoglikelihoodResult]]) -> list[tuple[int, dict]]:
+        """Finished documents scored from their requests' results: (index, stored result)."""
+        return [(g, self.task.score(self.docs[g], res)) for g, res in zip(finished, results, strict=True)]
+
+    def generate(self, scorer: Scorer, index: int) -> dict:
+        """A generation task's document, generated greedily and scored: its stored result."""
+        request = self.task.requests(self.docs[index], self.context_of(index))
+        assert isinstance(request, Generation)
+        text = scorer.generate(request.context, until=request.until, max_tokens=request.max_tokens)
+        return self.task.score(self.docs[index], text)
+
     @property
     def baseline(self) -> float:
         return metrics.mean([self.task.baseline(self.docs[i]) for i in self.indices])
@@ -208,14 +223,20 @@ class Evaluator:
             self.notes.append(f"{task.name}, plan {plan.text}: {len(damaged)} damaged stored documents ({where}) scored again")
         return run_id, done, [i for i in prepared.indices if i not in done]
 
+    def open_runs(self, plans: Sequence[Plan], prepared: PreparedTask) -> dict[Plan, tuple[int, list[int]]]:
+        """`open_run` for the full model and each plan (once each): plan -> (run id, documents to do)."""
+        runs = {}
+        for plan in dict.fromkeys([self.full_plan, *plans]):
+            run_id, _, todo = self.open_run(plan, prepared)
+            runs[plan] = (run_id, todo)
+        return runs
+
     def requests(self, prepared: PreparedTask, todo: Sequence[int]) -> list[list[LoglikelihoodRequest]]:
         """The log-likelihood requests of the split's documents from the first up to those that
         close the last batch holding a `todo` document: packed from the first document, as a
         full run would, so that every document lands in the same batch whatever is done."""
-        task, docs = prepared.task, prepared.docs
         # a batch holds at most n_seq_max documents: this many more close the last needed batch
-        end = min(len(docs), max(todo) + self.scorer.n_seq_max + 1)
-        return [task.requests(docs[i], prepared.context_of(i)) for i in range(end)]  # type: ignore[misc]
+        return prepared.loglikelihood_requests(min(len(prepared.docs), max(todo) + self.scorer.n_seq_max + 1))
 
     def run(self, plan: Plan, prepared: PreparedTask, progress: Progress = lambda n: None) -> TaskScores:
         task = prepared.task
@@ -288,16 +309,11 @@ class Evaluator:
         seconds: float,
     ) -> None:
         """Score finished documents from their requests' results and commit them, as scored here."""
-        task, docs = prepared.task, prepared.docs
-        scored = [(g, task.score(docs[g], res)) for g, res in zip(finished, results, strict=True)]
-        self.store.add(run_id, scored, seconds, self.machine)
+        self.store.add(run_id, prepared.scored(finished, results), seconds, self.machine)
 
     def _generate(self, run_id: int, prepared: PreparedTask, todo: Sequence[int], progress: Progress) -> None:
-        task, docs = prepared.task, prepared.docs
         for i in todo:
             start = time.perf_counter()
-            request = task.requests(docs[i], prepared.contexts[i])
-            assert isinstance(request, Generation)
-            text = self.scorer.generate(request.context, until=request.until, max_tokens=request.max_tokens)
-            self.store.add(run_id, [(i, task.score(docs[i], text))], time.perf_counter() - start, self.machine)
+            result = prepared.generate(self.scorer, i)
+            self.store.add(run_id, [(i, result)], time.perf_counter() - start, self.machine)
             progress(1)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -271,13 +271,17 @@ class Scorer:
         """The decodes a layout takes: n_batch tokens each (a unit larger than that spans several)."""
         return [(lo, min(lo + self.n_batch, len(layout))) for lo in range(0, len(layout), self.n_batch)]
 
-    def decode(self, layout: Layout, embeddings: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    def decode(
+        self, layout: Layout, embeddings: Sequence[np.ndarray] | None = None, after_chunk: Callable[[], object] = lambda: None
+    ) -> np.ndarray:
         """Decode a layout from an empty cache, chunk by chunk; returns the logits of its output rows.
-        With `embeddings` (one array per chunk), those vectors are the input in place of the tokens."""
+        With `embeddings` (one array per chunk), those vectors are the input in place of the tokens;
+        `after_chunk` is called after each chunk's decode (to read what a callback kept)."""
         self.ctx.clear()
         rows = []
         for i, (lo, hi) in enumerate(self.chunks(layout)):
             rows.append(self.ctx.decode(layout.batch(lo, hi, None if embeddings is None else embeddings[i])))
+            after_chunk()
         return np.concatenate(rows)
 
     @staticmethod

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -51,7 +51,12 @@ def shared_steps(plan: Plan, n_layer: int) -> int:
 
 def remainder(plan: Plan, k: int) -> Plan:
     """The plan after its first k steps (repeats unrolled, as llama.cpp runs them)."""
-    return Plan(tuple(Step(layers) for layers in list(plan.executions())[k:]))
+    return _unrolled(plan, k, None)
+
+
+def _unrolled(plan: Plan, start: int, stop: int | None) -> Plan:
+    """Steps start..stop-1 of the plan, repeats unrolled."""
+    return Plan(tuple(Step(layers) for layers in list(plan.executions())[start:stop]))
 
 
 @dataclasses.dataclass(eq=False)  # each run is its own: compared and hashed by identity
@@ -105,9 +110,10 @@ def computed_blocks(plans: Sequence[Plan], n_layer: int) -> int:
     return sum(run.graph_plan.n_slots for run in plan_runs({plan: [0] for plan in [full, *plans]}, full, [[]]))
 
 
-def needed_batches(batches: Sequence[Sequence[Unit]], runs: Sequence[PlanRun]) -> list[int]:
-    """The batches holding a document some run still needs."""
-    return [b for b, units in enumerate(batches) if any(holds_any(units, run.todo) for run in runs)]
+def needed_batches(batches: Sequence[Sequence[Unit]], todo: Iterable[Collection[int]]) -> list[int]:
+    """The batches holding a document one of the `todo` sets (a plan's each) still needs."""
+    todo = list(todo)
+    return [b for b, units in enumerate(batches) if any(holds_any(units, docs) for docs in todo)]
 
 
 def score_batches(
@@ -122,21 +128,20 @@ def score_batches(
 
 def score_plans(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[PreparedTask], progress: Progress) -> None:
     """Score the plans and the full model on every log-likelihood task through the store, each plan
-    going on from the state it shares with the full model. Generation tasks are left to
-    `Evaluator.run`, plan by plan."""
+    going on from the state of its donor. Generation tasks are left to `Evaluator.run`, plan by plan."""
     for prep in prepared:
         if prep.task.generation:
             continue
-        run_ids, todo = {}, {}
-        for plan in dict.fromkeys([evaluator.full_plan, *plans]):
-            run_ids[plan], _, todo[plan] = evaluator.open_run(plan, prep)
+        opened = evaluator.open_runs(plans, prep)
+        todo = {plan: docs for plan, (_, docs) in opened.items()}
         if not any(todo.values()):
             continue
         groups = evaluator.requests(prep, sorted(set().union(*todo.values())))
         runs = plan_runs(todo, evaluator.full_plan, groups)
         batches = evaluator.scorer.batches(groups)
-        for run, finished, results, seconds in score_batches(evaluator.scorer, runs, batches, needed_batches(batches, runs)):
-            evaluator.store_results(run_ids[run.plan], prep, finished, results, seconds)
+        needed = needed_batches(batches, [run.todo for run in runs])
+        for run, finished, results, seconds in score_batches(evaluator.scorer, runs, batches, needed):
+            evaluator.store_results(opened[run.plan][0], prep, finished, results, seconds)
             progress(sum(1 for g in finished if g in run.todo))
 
 
@@ -183,7 +188,7 @@ def _score_window(
         steps = set().union(*wanted.values())
         graph = run.graph_plan
         if steps and not any(holds_any(window[b][1], run.todo) for b in mine):  # a donor only: up to its last kept state
-            graph = Plan(tuple(Step(layers) for layers in list(graph.executions())[: max(steps) + 2]))
+            graph = _unrolled(graph, 0, max(steps) + 2)
         scorer.set_plan(graph, named_states=bool(steps))
         hidden = HiddenStates(scorer.model.n_embd, {step_output(step) for step in steps}) if steps else None
         scorer.ctx.set_eval_callback(hidden.callback if hidden else None)
@@ -206,13 +211,9 @@ def _decode(
 ) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
     """A layout decoded from an empty cache, chunk by chunk, from the tokens or `inputs` (a state
     per chunk); the logits of its output rows, and each chunk's named states."""
-    ctx = scorer.ctx
-    ctx.clear()
-    rows, kept = [], []
-    for i, (lo, hi) in enumerate(scorer.chunks(layout)):
-        rows.append(ctx.decode(layout.batch(lo, hi, None if inputs is None else inputs[i])))
-        kept.append(hidden.take() if hidden is not None else {})
-    return np.concatenate(rows), kept
+    kept: list[dict[str, np.ndarray]] = []
+    logits = scorer.decode(layout, inputs, after_chunk=lambda: kept.append(hidden.take() if hidden is not None else {}))
+    return logits, kept
 
 
 def _finished(
