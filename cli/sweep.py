@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -58,6 +59,8 @@ RayAddress = Annotated[
         "auto (the running cluster) or an address (ray://head:10001). The store stays here.",
     ),
 ]
+REACH_TIMEOUT = 10  # seconds to connect to a Ray head given by address
+
 RayWorkers = Annotated[
     int | None,
     typer.Option("--ray-workers", min=1, max=4096, help="Ray workers, each with the model loaded (default: CPUs / --threads)."),
@@ -125,6 +128,20 @@ def _ray_workers(resources: dict[str, float], asked: int | None, threads: int, *
     if asked is not None and asked > room:
         raise PaintersError(f"--ray-workers {asked}: the cluster has room for {room} workers of --threads {threads}")
     return asked or room
+
+
+def _check_reachable(address: str) -> None:
+    """`local`, `auto`, or a head that answers at HOST:PORT (ray://HOST:PORT): checked in seconds,
+    where Ray itself would retry for minutes."""
+    if address in ("local", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise PaintersError(f"--ray {address!r}: give local, auto, HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT).close()
+    except OSError as error:
+        raise PaintersError(f"--ray {address}: no Ray head answers there ({error.strerror or error})") from None
 
 
 def _on_ray(session: Session, plans: list[Plan], compute: Compute, progress: Callable[[int], None]) -> None:
@@ -197,6 +214,8 @@ def sweep(
         raise PaintersError("--ray-workers goes with --ray")
     if plan_by_plan and ray is not None:
         raise PaintersError("--plan-by-plan is a local way of computing; Ray workers share prefixes")
+    if ray is not None:
+        _check_reachable(ray)
     # on Ray the workers load the model; here its tokenizer packs the documents as they will
     session = open_session(default_db=ctx.obj.db, scoring=scoring, vocab_only=ray is not None)
     compute = Compute(share_prefix=not plan_by_plan, ray=ray, ray_workers=ray_workers)

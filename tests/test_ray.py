@@ -174,3 +174,26 @@ def test_workers_fit_the_cluster() -> None:
         _ray_workers({"CPU": 16.0}, 5, 4, gpu=False)
     with pytest.raises(PaintersError, match="no room for a worker of 1 CPUs and a GPU"):
         _ray_workers({"CPU": 16.0}, None, 1, gpu=True)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--ray", ""], "error: --ray '': give local, auto, HOST:PORT or ray://HOST:PORT"),
+        (["--ray", "head"], "error: --ray 'head': give local, auto, HOST:PORT or ray://HOST:PORT"),
+        (["--ray", "localhost:1"], "error: --ray localhost:1: no Ray head answers there"),
+        (["--ray", "ray://localhost:70000"], "give local, auto, HOST:PORT or ray://HOST:PORT"),
+        (["--ray-workers", "2"], "error: --ray-workers goes with --ray"),
+        (["--ray", "local", "--ray-workers", "0"], "--ray-workers"),
+        (["--ray", "local", "--plan-by-plan"], "error: --plan-by-plan is a local way of computing"),
+    ],
+)
+def test_ray_options_refuse_bad_values(tiny_bpe_model, shared_data: Path, tmp_path: Path, options, message: str) -> None:
+    """One line and exit 2, before the model loads or Ray starts; nothing written."""
+    db = tmp_path / "r.db"
+    args = ["sweep", "-m", str(tiny_bpe_model.path), "--plan", "0,2-3", "--tasks", "arc_easy", "--limit", "2"]
+    result = subprocess.run(
+        [CLI, "--db", str(db), *args, "--data-dir", str(shared_data), *options], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not db.exists()
