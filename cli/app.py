@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from painters_gguf.cli import eval as eval_cmd
-from painters_gguf.cli import models, plan, similarity, sweep
+from painters_gguf.cli import export, models, plan, similarity, sweep
 from painters_gguf.fetch import data_dir
 from painters_gguf.outputs import expand
 
@@ -25,6 +25,7 @@ app.command()(sweep.sweep)
 app.command()(sweep.report)
 app.command()(similarity.similarity)
 app.command()(plan.plan)
+app.command()(export.export)
 
 
 @dataclasses.dataclass

@@ -112,7 +112,7 @@ def _write(path: Path, chunks: Iterable[bytes]) -> None:
                 f.flush()
                 os.fsync(f.fileno())
                 # a temporary file is private (0600): give the result the mode a new file gets, or the old one's
-                os.chmod(part, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask())
+                os.chmod(part, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~umask())
             except BaseException:
                 part.unlink(missing_ok=True)
                 raise
@@ -127,7 +127,8 @@ def _write(path: Path, chunks: Iterable[bytes]) -> None:
         ) from None
 
 
-def _umask() -> int:
+def umask() -> int:
+    """The process's file-creation mask (read by setting it and back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask
