@@ -137,21 +137,19 @@ def test_cli_export_and_its_refusals(tiny_gguf: Path, tiny_weights: TinyWeights,
     with Model(out) as model:
         assert (model.n_layer, model.meta("painters_gguf.plan")) == (3, "0-1,5")
     before = tiny_gguf.read_bytes()
-    refusals = {
-        ("0,{1,2},3", "-o", str(tmp_path / "p.gguf")): "in parallel",
-        ("0,9", "-o", str(tmp_path / "p.gguf")): "names layer 9",
-        ("0-5", "-o", str(tiny_gguf)): "an input of this run",
-        ("0-5", "-o", str(tmp_path)): "is a directory",
-        ("0-5x2", "-o", str(tmp_path / "p.gguf")): "repeats one step",
-    }
     other_arch = write_gguf(tiny_weights, tmp_path / "tiny-xverse.gguf", arch="xverse")
-    for args, message in refusals.items():
-        result = run_cli("export", args[0], "-m", str(tiny_gguf), *args[1:], data=shared_data, check=False)
-        assert (result.returncode, result.stdout) == (2, ""), result.stderr
-        assert message in result.stderr and "Traceback" not in result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    for model, message in {other_arch: "does not run layer plans", tmp_path / "none.gguf": "no such file"}.items():
-        result = run_cli("export", "0-3", "-m", str(model), "-o", str(tmp_path / "p.gguf"), data=shared_data, check=False)
+    target = str(tmp_path / "p.gguf")
+    refusals = [
+        (tiny_gguf, "0,{1,2},3", target, "in parallel"),
+        (tiny_gguf, "0,9", target, "names layer 9"),
+        (tiny_gguf, "0-5", str(tiny_gguf), "an input of this run"),
+        (tiny_gguf, "0-5", str(tmp_path), "is a directory"),
+        (tiny_gguf, "0-5x2", target, "repeats one step"),
+        (other_arch, "0-3", target, "does not run layer plans"),
+        (tmp_path / "none.gguf", "0-3", target, "no such file"),
+    ]
+    for model, plan, output, message in refusals:
+        result = run_cli("export", plan, "-m", str(model), "-o", output, data=shared_data, check=False)
         assert (result.returncode, result.stdout) == (2, ""), result.stderr
         assert message in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
