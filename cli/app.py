@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from painters_gguf.cli import eval as eval_cmd
-from painters_gguf.cli import export, models, plan, similarity, sweep
+from painters_gguf.cli import export, models, plan, search, similarity, sweep
 from painters_gguf.fetch import data_dir
 from painters_gguf.outputs import expand
 
@@ -26,6 +26,7 @@ app.command()(sweep.report)
 app.command()(similarity.similarity)
 app.command()(plan.plan)
 app.command()(export.export)
+app.command()(search.search)
 
 
 @dataclasses.dataclass

@@ -1,0 +1,152 @@
+"""`painters-gguf search`: the best plan within a compute budget, and baselines at the same budget."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress
+from rich.table import Table
+
+from painters_gguf import outputs
+from painters_gguf.cli.console import err, out, untrusted
+from painters_gguf.cli.options import Scoring, with_scoring_options
+from painters_gguf.cli.render import fmt, number
+from painters_gguf.cli.session import open_session, progress_bar
+from painters_gguf.data import data_dir
+from painters_gguf.errors import PaintersError
+from painters_gguf.search import Entry, Found, Scores, Search, measure_influence
+
+LEADERBOARD_ROWS = 5
+
+
+def leaderboard(bar: Progress, n_layer: int) -> Callable[[str, Sequence[Entry]], None]:
+    def show(phase: str, ranking: Sequence[Entry]) -> None:
+        table = Table(title=phase, title_justify="left")
+        table.add_column("#", justify="right")
+        table.add_column("plan")
+        table.add_column("blocks", justify="right")
+        table.add_column("score", justify="right")
+        for place, entry in enumerate(ranking[:LEADERBOARD_ROWS], 1):
+            table.add_row(str(place), entry.plan.text, f"{entry.plan.n_slots}/{n_layer}", number(entry.score))
+        bar.console.print(table)
+
+    return show
+
+
+def found_table(found: Found, n_layer: int, task_names: Sequence[str], held_out: int) -> Table:
+    table = Table(
+        title=f"budget {found.budget}: at most {found.max_slots} of {n_layer} block executions per token; "
+        f"held-out items: {held_out} per task",
+        caption="normalized: 0 = chance, 1 = the full model; Δ full: paired difference from the full model on the same items",
+    )
+    table.add_column("")
+    table.add_column("plan")
+    table.add_column("blocks", justify="right")
+    for name in task_names:
+        table.add_column(name, justify="right")
+    table.add_column("mean ± se", justify="right")
+    table.add_column("Δ full ± se", justify="right")
+    for label, (plan, score) in sorted(found.held_out.items(), key=lambda item: -item[1][1].mean):
+        cells = [number(score.per_task.get(name)) for name in task_names]
+        table.add_row(
+            label, plan.text, f"{plan.n_slots}", *cells, fmt(score.mean, score.stderr), fmt(score.vs_full, score.vs_full_stderr)
+        )
+    return table
+
+
+def as_json(found: Found, n_layer: int) -> dict:
+    return {
+        "budget": found.budget,
+        "max_blocks": found.max_slots,
+        "n_layer": n_layer,
+        "block_influence": found.influence,
+        "search": [{"plan": e.plan.text, "score": e.score, "items": e.items} for e in found.search],
+        "baselines": {name: plan.text for name, plan in found.baselines.items()},
+        "held_out": {
+            label: {
+                "plan": plan.text,
+                "blocks": plan.n_slots,
+                "mean": score.mean,
+                "stderr": score.stderr,
+                "vs_full": score.vs_full,
+                "vs_full_stderr": score.vs_full_stderr,
+                "per_task": score.per_task,
+            }
+            for label, (plan, score) in found.held_out.items()
+        },
+        "documents": {"search": found.search_documents, "random_search": found.random_documents},
+    }
+
+
+@with_scoring_options()
+def search(
+    ctx: typer.Context,
+    budget: Annotated[
+        float,
+        typer.Option(
+            "--budget", min=0.0, max=4.0, help="Block executions per token, as a fraction of the full model's (above 1: repeats)."
+        ),
+    ],
+    search_items: Annotated[int, typer.Option("--search-items", min=1, help="Items per task the search scores on.")] = 60,
+    held_out: Annotated[
+        int, typer.Option("--held-out", min=1, help="Items per task after the search items, for the final table.")
+    ] = 200,
+    candidates: Annotated[
+        int, typer.Option("--candidates", min=4, max=4096, help="Plans in the first halving and in each beam round.")
+    ] = 48,
+    beam: Annotated[int, typer.Option("--beam", min=1, max=64, help="Plans kept between beam rounds (and finalists).")] = 4,
+    rounds: Annotated[int, typer.Option("--rounds", min=0, max=100, help="Beam-search rounds.")] = 2,
+    first_items: Annotated[int, typer.Option("--first-items", min=1, help="Items per task of the first rung.")] = 8,
+    seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the random candidates.")] = 0,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the result as JSON.")] = None,
+    *,
+    scoring: Scoring,
+) -> None:
+    """Search the plan with the best mean normalized score within a compute budget; baselines and held-out scores."""
+    if scoring.limit is not None:
+        raise PaintersError("--limit: a search picks its items itself; give --search-items and --held-out")
+    json_path = None
+    if output is not None:
+        json_path = outputs.check_output(output, "--output", input_dirs=[data_dir(scoring.data)])
+    session = open_session(default_db=ctx.obj.db, scoring=scoring)
+    if any(prep.task.generation for prep in session.prepared):
+        raise PaintersError("search scores log-likelihood tasks; leave gsm8k out of --tasks")
+    n_layer = session.model.n_layer
+    with progress_bar() as bar:
+        job = bar.add_task("documents", total=0)
+        scores = Scores(
+            session.evaluator,
+            session.prepared,
+            search_items,
+            held_out,
+            progress=lambda k: bar.advance(job, k),
+            expect=lambda k: bar.update(job, total=(bar.tasks[0].total or 0) + k),
+        )
+        runner = Search(
+            scores,
+            n_layer,
+            budget,
+            candidates=candidates,
+            beam=beam,
+            rounds=rounds,
+            first_items=first_items,
+            seed=seed,
+            leaderboard=leaderboard(bar, n_layer),
+        )
+        with err.status("block influence of every layer (one pass of the full model) ..."):
+            influence = measure_influence(session.evaluator, session.prepared)
+        found = runner.run(influence)
+    names = [prep.task.name for prep in session.prepared]
+    out.print(found_table(found, n_layer, names, held_out))
+    out.print(
+        f"documents scored: search {found.search_documents}, random search {found.random_documents} "
+        f"(items x tasks per plan; the store kept every one)"
+    )
+    for note in session.evaluator.notes:
+        err.print(f"[yellow]note:[/] {untrusted(note)}", soft_wrap=True)
+    if json_path is not None:
+        outputs.write_text(json_path, [outputs.dumps(as_json(found, n_layer), indent=2)])
+        err.print(f"wrote {untrusted(json_path)}")

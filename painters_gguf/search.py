@@ -1,0 +1,464 @@
+"""Plan search under a compute budget: the plan with the best mean normalized score that runs at
+most budget x the full model's block executions per token (above 1, repeats are allowed).
+
+Candidates are skips of any layer set, one repeated contiguous block, and pairs of adjacent layers
+run in parallel. The strategy, every score read from (and written to) the results store:
+1. a one-pass proxy from the full model, block influence (ShortGPT: 1 - cos(input, output) of
+   each layer, averaged over tokens), seeds the first candidates with the paper's skip, contiguous
+   drops and random drops;
+2. successive halving over items: every candidate on a few search items, the best third on three
+   times as many, and so on up to all search items;
+3. a beam search around the best: each plan's neighbours (a dropped layer moved by one, the
+   repeated block grown, shrunk or shifted, a parallel pair toggled) halved the same way.
+Baselines at the same budget: the paper's skip at the matching N, block-influence pruning, and
+random search given the documents the search scored. The finalists and baselines are then scored
+on held-out items, disjoint from the search items, with standard errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import random
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from painters_gguf import metrics, shared_prefix, variants
+from painters_gguf.errors import PaintersError
+from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
+from painters_gguf.plan import Plan, Step
+
+ETA = 3  # successive halving keeps the best 1/ETA of a rung, on ETA times the items
+PROXY_DOCUMENTS = 8  # search items per task the block-influence proxy reads
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A point of the search space: layers dropped, one block run twice, adjacent pairs in parallel."""
+
+    dropped: frozenset[int] = frozenset()
+    repeat: tuple[int, int] | None = None  # kept layers first..last run again right after last
+    parallel: frozenset[int] = frozenset()  # kept layer a runs in parallel with the next kept layer
+
+    def kept(self, n_layer: int) -> list[int]:
+        return [layer for layer in range(n_layer) if layer not in self.dropped]
+
+    def repeated(self, n_layer: int) -> list[int]:
+        if self.repeat is None:
+            return []
+        first, last = self.repeat
+        return [layer for layer in self.kept(n_layer) if first <= layer <= last]
+
+    def n_slots(self, n_layer: int) -> int:
+        return len(self.kept(n_layer)) + len(self.repeated(n_layer))
+
+    def plan(self, n_layer: int) -> Plan:
+        kept = self.kept(n_layer)
+        steps: list[Step] = []
+        i = 0
+        while i < len(kept):
+            members = (kept[i], kept[i + 1]) if kept[i] in self.parallel and i + 1 < len(kept) else (kept[i],)
+            steps.append(Step(members))
+            i += len(members)
+            if self.repeat is not None and self.repeat[1] in members:
+                steps += [Step((layer,)) for layer in self.repeated(n_layer)]
+        return Plan(tuple(steps))
+
+    def valid(self, n_layer: int, max_slots: int) -> bool:
+        kept = self.kept(n_layer)
+        if not kept or self.n_slots(n_layer) > max_slots:
+            return False
+        if self.repeat is not None and not (
+            self.repeat[0] in kept and self.repeat[1] in kept and self.repeat[0] <= self.repeat[1]
+        ):
+            return False
+        partners = [kept[kept.index(a) + 1] for a in self.parallel if a in kept and kept.index(a) + 1 < len(kept)]
+        if len(partners) != len(self.parallel) or set(partners) & self.parallel:
+            return False  # a pair needs a next kept layer, and pairs may not overlap
+        return self.repeat is None or not (self.parallel & set(range(self.repeat[0] - 1, self.repeat[1] + 1)))
+
+    def neighbours(self, n_layer: int, max_slots: int) -> list[Candidate]:
+        """One change away: a dropped layer swapped with a kept one, or kept (when the budget allows), the
+        repeated block grown, shrunk or shifted by one (or one added), a parallel pair toggled."""
+        found: list[Candidate] = []
+        kept = self.kept(n_layer)
+        for layer in self.dropped:
+            found += [dataclasses.replace(self, dropped=self.dropped - {layer} | {other}) for other in kept]
+            found.append(dataclasses.replace(self, dropped=self.dropped - {layer}))
+        if self.repeat is not None:
+            first, last = self.repeat
+            for block in (
+                (first - 1, last),
+                (first + 1, last),
+                (first, last - 1),
+                (first, last + 1),
+                (first - 1, last - 1),
+                (first + 1, last + 1),
+            ):
+                found.append(dataclasses.replace(self, repeat=block))
+        elif self.n_slots(n_layer) < max_slots:
+            found += [dataclasses.replace(self, repeat=(layer, layer)) for layer in kept]
+        for a, b in itertools.pairwise(kept):
+            toggled = self.parallel - {a} if a in self.parallel else self.parallel | {a}
+            if a in self.parallel or (a not in self.parallel and b not in self.parallel):
+                found.append(dataclasses.replace(self, parallel=toggled))
+        return [c for c in dict.fromkeys(found) if c != self and c.valid(n_layer, max_slots)]
+
+
+def block_influence(states: Sequence[np.ndarray]) -> np.ndarray:
+    """Per layer, 1 - cos(its input, its output) averaged over tokens; states: embedding output and
+    each layer's output of one document, (tokens, n_embd) each."""
+    influence = []
+    for before, after in itertools.pairwise(states):
+        x, y = before.astype(np.float64), after.astype(np.float64)
+        cos = (x * y).sum(axis=1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1) + 1e-12)
+        influence.append(float(np.mean(1.0 - cos)))
+    return np.array(influence)
+
+
+@dataclasses.dataclass(frozen=True)
+class Score:
+    """A plan's mean normalized score over the tasks, with its standard error and the paired
+    difference from the full model on the same items (and that difference's standard error)."""
+
+    mean: float
+    stderr: float
+    vs_full: float
+    vs_full_stderr: float
+    per_task: dict[str, float]
+
+
+class Scores:
+    """Plans scored on the first n search items (or on the held-out items) through the store."""
+
+    def __init__(
+        self,
+        evaluator: Evaluator,
+        prepared: Sequence[PreparedTask],
+        search_items: int,
+        held_out: int,
+        *,
+        progress: Progress = lambda n: None,
+        expect: Callable[[int], None] = lambda n: None,
+    ) -> None:
+        self.evaluator = evaluator
+        self.prepared = list(prepared)
+        self.search_items = search_items
+        self.progress = progress
+        self.expect = expect  # told how many documents a call will score, before it does
+        self.items_scored: dict[Plan, int] = {}  # search items each plan was scored on (nested: the first n)
+        self.evaluated: list[tuple[str, str, str, tuple[int, ...]]] = []  # (phase, plan, task, items) of every score read
+        self.held_out_sets: dict[str, list[int]] = {}  # task -> its held-out items
+        for prep in self.prepared:
+            search = prep.task.limit_indices(prep.docs, search_items)
+            both = prep.task.limit_indices(prep.docs, search_items + held_out)
+            held = [i for i in both if i not in set(search)]
+            if len(search) < search_items or len(held) < held_out:
+                raise PaintersError(
+                    f"{prep.task.name}: {len(prep.docs)} documents, fewer than the {search_items} search items "
+                    f"and {held_out} held-out items asked; give smaller --search-items or --held-out"
+                )
+            self.held_out_sets[prep.task.name] = held
+
+    @property
+    def documents(self) -> int:
+        """Documents the search scored: each plan's search items times the tasks (stored ones included)."""
+        return sum(self.items_scored.values()) * len(self.prepared)
+
+    def on_search_items(self, plans: Sequence[Plan], n: int) -> dict[Plan, Score]:
+        prepared = [dataclasses.replace(prep, indices=prep.task.limit_indices(prep.docs, n)) for prep in self.prepared]
+        for plan in plans:
+            self.items_scored[plan] = max(self.items_scored.get(plan, 0), n)
+        return self._score(plans, prepared, "search")
+
+    def on_held_out(self, plans: Sequence[Plan]) -> dict[Plan, Score]:
+        prepared = [dataclasses.replace(prep, indices=self.held_out_sets[prep.task.name]) for prep in self.prepared]
+        return self._score(plans, prepared, "held-out")
+
+    def _score(self, plans: Sequence[Plan], prepared: list[PreparedTask], phase: str) -> dict[Plan, Score]:
+        evaluator = self.evaluator
+        every = list(dict.fromkeys([evaluator.full_plan, *plans]))
+        self.expect(sum(evaluator.todo(plan, prep) for plan in every for prep in prepared))
+        shared_prefix.score_plans(evaluator, every, prepared, self.progress)
+        full = {prep.task.name: evaluator.run(evaluator.full_plan, prep, self.progress) for prep in prepared}
+        scores = {}
+        for plan in plans:
+            per_task = [(prep, evaluator.run(plan, prep, self.progress)) for prep in prepared]
+            self.evaluated += [(phase, plan.text, prep.task.name, tuple(prep.indices)) for prep in prepared]
+            scores[plan] = _normalized(per_task, full)
+        return scores
+
+
+def _normalized(per_task: Sequence[tuple[PreparedTask, TaskScores]], full: dict[str, TaskScores]) -> Score:
+    """Mean over tasks of the normalized primary metric (0 = chance, 1 = the full model) and the
+    per-document paired difference from the full model, each with its standard error."""
+    values, errors, deltas, delta_errors, by_task = [], [], [], [], {}
+    for prep, scores in per_task:
+        metric = prep.task.primary_metric
+        reference = full[prep.task.name]
+        span = reference.scores[metric][0] - prep.baseline
+        if math.isclose(span, 0.0, abs_tol=1e-12):
+            continue  # the full model at chance: nothing to normalize by
+        value, stderr = scores.scores[metric]
+        by_task[prep.task.name] = (value - prep.baseline) / span
+        values.append(by_task[prep.task.name])
+        errors.append(abs((stderr or 0.0) / span))
+        differences = [scores.results[i][metric] - reference.results[i][metric] for i in prep.indices]
+        deltas.append(metrics.mean(differences) / span)
+        delta_errors.append(abs(metrics.mean_stderr(differences) / span) if len(differences) > 1 else 0.0)
+    if not values:
+        raise PaintersError("every task's full model scores at chance on these items: nothing to normalize by")
+
+    def combined(errs: list[float]) -> float:
+        return math.sqrt(sum(e * e for e in errs)) / len(errs)
+
+    return Score(metrics.mean(values), combined(errors), metrics.mean(deltas), combined(delta_errors), by_task)
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A plan with its score on the search items (and the number of items per task behind it)."""
+
+    candidate: Candidate
+    plan: Plan
+    score: float
+    items: int
+
+
+Leaderboard = Callable[[str, Sequence[Entry]], None]  # told (phase, ranking) after each phase
+
+
+@dataclasses.dataclass
+class Found:
+    """What a search returns: the finalists and baselines on held-out items, and its costs."""
+
+    budget: float
+    max_slots: int
+    influence: list[float]
+    search: list[Entry]  # the final beam, best first
+    baselines: dict[str, Plan]  # name -> plan: paper skip, block influence, random search, full model
+    held_out: dict[str, tuple[Plan, Score]]  # label -> (plan, held-out score), finalists and baselines
+    search_documents: int
+    random_documents: int
+
+
+class Search:
+    def __init__(
+        self,
+        scores: Scores,
+        n_layer: int,
+        budget: float,
+        *,
+        candidates: int = 48,
+        beam: int = 4,
+        rounds: int = 2,
+        first_items: int = 8,
+        seed: int = 0,
+        leaderboard: Leaderboard = lambda phase, ranking: None,
+    ) -> None:
+        if not 0 < budget <= 4:
+            raise PaintersError(f"--budget {budget}: give a fraction of the full model's block executions, above 0, at most 4")
+        self.scores = scores
+        self.n_layer = n_layer
+        self.budget = budget
+        self.max_slots = math.floor(budget * n_layer + 1e-9)
+        if self.max_slots < 1:
+            raise PaintersError(f"--budget {budget}: less than one block of the model's {n_layer}")
+        self.n_candidates = candidates
+        self.beam = beam
+        self.rounds = rounds
+        self.rungs = _rungs(min(first_items, scores.search_items), scores.search_items)
+        self.rng = random.Random(seed)
+        self.leaderboard = leaderboard
+        self.known: dict[tuple[Candidate, int], float] = {}
+
+    # --- candidates ---
+
+    @property
+    def n_dropped(self) -> int:
+        return max(0, self.n_layer - self.max_slots)
+
+    @property
+    def repeat_room(self) -> int:
+        return max(0, self.max_slots - self.n_layer)
+
+    def paper_skip(self) -> Candidate:
+        """The paper's skip at the smallest N whose middle covers the layers the budget must drop
+        (the full model when nothing must be dropped: the paper's variants never beat it)."""
+        if self.n_dropped == 0:
+            return Candidate()
+        n = (self.n_layer - 1 - self.n_dropped) // 2
+        return Candidate(dropped=frozenset(variants.middle(self.n_layer, n)))
+
+    def influence_pruning(self, influence: np.ndarray) -> Candidate:
+        """Drop the layers whose output is most like their input (the lowest block influence)."""
+        order = sorted(range(self.n_layer), key=lambda layer: (influence[layer], layer))
+        return Candidate(dropped=frozenset(order[: self.n_dropped]))
+
+    def random_candidate(self, weights: Sequence[float] | None = None) -> Candidate:
+        layers = list(range(self.n_layer))
+        if weights is None:
+            dropped = frozenset(self.rng.sample(layers, self.n_dropped))
+        else:
+            dropped = frozenset()
+            while len(dropped) < self.n_dropped:
+                dropped |= {self.rng.choices(layers, weights=weights)[0]}
+        repeat = None
+        if self.repeat_room:
+            length = self.rng.randint(1, self.repeat_room)
+            first = self.rng.randint(0, self.n_layer - length)
+            repeat = (first, first + length - 1)
+        return Candidate(dropped=dropped, repeat=repeat)
+
+    def first_candidates(self, influence: np.ndarray) -> list[Candidate]:
+        """Baselines, contiguous drops (or repeats), proxy-weighted and uniform random drops, and a
+        few with a parallel pair; every subset when the space is smaller than the pool."""
+        pool = [self.paper_skip(), self.influence_pruning(influence), Candidate()]
+        d, room = self.n_dropped, self.repeat_room
+        if d and math.comb(self.n_layer, d) <= self.n_candidates:
+            pool += [Candidate(dropped=frozenset(c)) for c in itertools.combinations(range(self.n_layer), d)]
+        elif d:
+            pool += [Candidate(dropped=frozenset(range(first, first + d))) for first in range(1, self.n_layer - d)]
+        if room:
+            pool += [
+                Candidate(repeat=(first, last))
+                for first in range(self.n_layer)
+                for last in range(first, min(first + room, self.n_layer))
+            ]
+        weights = [math.exp(-8 * float(value) / max(float(influence.max()), 1e-12)) for value in influence]
+        tries = 0
+        while (
+            len(dict.fromkeys(c for c in pool if c.valid(self.n_layer, self.max_slots))) < self.n_candidates
+            and tries < 50 * self.n_candidates
+        ):
+            tries += 1
+            candidate = self.random_candidate(weights if tries % 2 else None)
+            if tries % 5 == 0:  # some with a parallel pair
+                kept = candidate.kept(self.n_layer)
+                candidate = dataclasses.replace(
+                    candidate, parallel=frozenset({self.rng.choice(kept[:-1])}) if len(kept) > 1 else frozenset()
+                )
+            pool.append(candidate)
+        unique = [c for c in dict.fromkeys(pool) if c.valid(self.n_layer, self.max_slots)]
+        if len(unique) > self.n_candidates:  # keep the baselines, sample the rest
+            unique = unique[:3] + self.rng.sample(unique[3:], self.n_candidates - 3)
+        return unique
+
+    # --- scoring ---
+
+    def score(self, candidates: Sequence[Candidate], n: int) -> dict[Candidate, float]:
+        missing = [c for c in candidates if (c, n) not in self.known]
+        if missing:
+            plans = {c: c.plan(self.n_layer) for c in missing}
+            scored = self.scores.on_search_items(list(plans.values()), n)
+            for c in missing:
+                self.known[(c, n)] = scored[plans[c]].mean
+        return {c: self.known[(c, n)] for c in candidates}
+
+    def rank(self, candidates: Iterable[Candidate], n: int) -> list[Entry]:
+        scores = self.score(list(candidates), n)
+        ranked = sorted(scores, key=lambda c: (-scores[c], c.plan(self.n_layer).text))
+        return [Entry(c, c.plan(self.n_layer), scores[c], n) for c in ranked]
+
+    def halving(self, candidates: Sequence[Candidate], phase: str) -> list[Entry]:
+        """Successive halving over the rungs: the best 1/ETA (at least the beam width) go on."""
+        alive = list(dict.fromkeys(candidates))
+        for depth, n in enumerate(self.rungs):
+            ranked = self.rank(alive, n)
+            self.leaderboard(f"{phase}, rung {depth + 1} of {len(self.rungs)}: {len(alive)} plans on {n} items", ranked)
+            if n == self.rungs[-1]:
+                return ranked
+            alive = [e.candidate for e in ranked[: max(self.beam, math.ceil(len(ranked) / ETA))]]
+        raise AssertionError("no rungs")
+
+    def run(self, influence: np.ndarray) -> Found:
+        ranked = self.halving(self.first_candidates(influence), "halving")
+        beam = ranked[: self.beam]
+        seen = {e.candidate for e in ranked}
+        for round_ in range(self.rounds):
+            around = [n for e in beam for n in e.candidate.neighbours(self.n_layer, self.max_slots) if n not in seen]
+            around = list(dict.fromkeys(around))
+            if not around:
+                break
+            if len(around) > self.n_candidates:
+                around = self.rng.sample(around, self.n_candidates)
+            seen |= set(around)
+            found = self.halving(around, f"beam round {round_ + 1}")
+            merged = self.rank([e.candidate for e in beam] + [e.candidate for e in found[: self.beam]], self.rungs[-1])
+            self.leaderboard(f"beam after round {round_ + 1}", merged)
+            beam = merged[: self.beam]  # unchanged: the next round tries neighbours not tried yet
+        search_documents = self.scores.documents
+        random_best, random_documents = self.random_search(search_documents)
+        baselines = {
+            "paper skip": self.paper_skip().plan(self.n_layer),
+            "block influence": self.influence_pruning(influence).plan(self.n_layer),
+            "random search": random_best.plan,
+            "full model": Candidate().plan(self.n_layer),
+        }
+        labelled = {f"search #{i + 1}": e.plan for i, e in enumerate(beam)}
+        full = baselines["full model"]  # always shown: the reference, over the budget or not
+        labelled |= {name: plan for name, plan in baselines.items() if plan.n_slots <= self.max_slots and plan != full}
+        labelled["full model"] = full
+        held = self.scores.on_held_out(list(dict.fromkeys(labelled.values())))
+        return Found(
+            self.budget,
+            self.max_slots,
+            [float(v) for v in influence],
+            beam,
+            baselines,
+            {label: (plan, held[plan]) for label, plan in labelled.items()},
+            search_documents,
+            random_documents,
+        )
+
+    def random_search(self, documents: int) -> tuple[Entry, int]:
+        """Random candidates, each on every search item, until they have scored `documents`."""
+        per_plan = self.rungs[-1] * len(self.scores.prepared)
+        count = max(1, documents // per_plan)
+        picked: list[Candidate] = []
+        rng_state = self.rng.getstate()
+        self.rng.seed(f"random search {self.budget}")
+        for _ in range(50 * count):
+            if len(picked) == count:
+                break
+            candidate = self.random_candidate()
+            if candidate.valid(self.n_layer, self.max_slots) and candidate not in picked:
+                picked.append(candidate)
+        self.rng.setstate(rng_state)
+        ranked = self.rank(picked, self.rungs[-1])
+        self.leaderboard(f"random search: {len(picked)} plans on {self.rungs[-1]} items", ranked)
+        return ranked[0], len(picked) * per_plan
+
+
+def measure_influence(evaluator: Evaluator, prepared: Sequence[PreparedTask]) -> np.ndarray:
+    """Block influence of every layer of the full model, averaged over the first PROXY_DOCUMENTS
+    search items' prompts of each task (one pass each, the hidden states read by the eval callback)."""
+    from painters_gguf.similarity import capture
+
+    model, settings = evaluator.model, evaluator.settings
+    documents = [
+        model.tokenize(prep.context_of(i), add_bos=bool(settings.add_bos))[-settings.max_length :]
+        for prep in prepared
+        for i in prep.task.limit_indices(prep.docs, PROXY_DOCUMENTS)
+    ]
+    documents = [tokens for tokens in documents if tokens]
+    if not documents:
+        raise PaintersError("the search items' prompts are empty: nothing to measure block influence on")
+    total = np.zeros(model.n_layer)
+    n_ctx = max(len(tokens) for tokens in documents)
+    with model.context(n_ctx=n_ctx, n_batch=n_ctx, threads=evaluator.scorer.threads) as ctx:  # one pass each
+        for tokens in documents:
+            total += block_influence(capture(ctx, evaluator.full_plan, tokens))
+    return total / len(documents)
+
+
+def _rungs(first: int, last: int) -> list[int]:
+    """Items per rung: first, first x ETA, ... up to last (always ending at last)."""
+    rungs = [first]
+    while rungs[-1] * ETA < last:
+        rungs.append(rungs[-1] * ETA)
+    if rungs[-1] != last:
+        rungs.append(last)
+    return rungs

@@ -1,0 +1,205 @@
+"""Plan search: the search space, the proxy and the scores by hand; on a tiny model whose scores are
+known (the benchmark's answers are what a planted plan predicts), the search finds the planted plan;
+its search and held-out items never overlap; a second run reads everything from the store."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
+
+from painters_gguf import variants
+from painters_gguf.errors import PaintersError
+from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, TaskScores, prepare
+from painters_gguf.plan import Plan
+from painters_gguf.runtime import Model
+from painters_gguf.scoring import Scorer
+from painters_gguf.search import Candidate, Found, Scores, Search, _normalized, _rungs, block_influence, measure_influence
+from painters_gguf.store import Store
+from painters_gguf.tasks import TASKS
+
+N_LAYER = 8
+WORDS = "apple river stone cloud music paper garden window silver orange forest candle bridge winter yellow rabbit".split()
+
+
+def test_candidates_as_plans() -> None:
+    assert Candidate(dropped=frozenset({2, 5})).plan(N_LAYER).text == "0-1,3-4,6-7"
+    assert Candidate(repeat=(3, 4)).plan(N_LAYER).text == "0-4,3-7"
+    assert Candidate(dropped=frozenset({4}), repeat=(2, 5)).plan(N_LAYER).text == "0-3,5,2-3,5-7"
+    assert Candidate(parallel=frozenset({1})).plan(N_LAYER).text == "0,{1-2},3-7"
+    assert Candidate(dropped=frozenset({2}), parallel=frozenset({1})).plan(N_LAYER).text == "0,{1,3},4-7"
+    assert Candidate(dropped=frozenset({4}), repeat=(2, 5)).n_slots(N_LAYER) == 7 + 3
+    assert not Candidate(dropped=frozenset({1, 2})).valid(N_LAYER, 5)  # over the budget
+    assert not Candidate(parallel=frozenset({1, 2})).valid(N_LAYER, 8)  # overlapping pairs
+    assert not Candidate(parallel=frozenset({7})).valid(N_LAYER, 8)  # no next layer
+    assert not Candidate(dropped=frozenset({3}), repeat=(3, 4)).valid(N_LAYER, 9)  # repeats a dropped layer
+
+
+def test_neighbours_are_one_change_away_and_within_the_budget() -> None:
+    start = Candidate(dropped=frozenset({2, 5}))
+    found = start.neighbours(N_LAYER, 6)
+    dropped = {c.dropped for c in found if c.repeat is None and not c.parallel}
+    kept = (0, 1, 3, 4, 6, 7)
+    assert dropped == {frozenset({k, 5}) for k in kept} | {frozenset({2, k}) for k in kept}  # keeping one more is over 6
+    assert all(c.valid(N_LAYER, 6) and c != start for c in found)
+    assert {c.parallel for c in found if c.parallel} == {
+        frozenset({a}) for a in (0, 1, 3, 4, 6)
+    }  # the kept pairs 0-1, 1-3, ..., 6-7
+    grown = Candidate(repeat=(3, 4)).neighbours(N_LAYER, 11)
+    assert {c.repeat for c in grown if not c.dropped and not c.parallel} == {(2, 4), (4, 4), (3, 3), (3, 5), (2, 3), (4, 5)}
+
+
+def test_paper_skip_and_influence_pruning_at_the_budget() -> None:
+    search = Search.__new__(Search)
+    search.n_layer, search.max_slots = 30, 22  # budget 0.75 of 30: drop 8
+    assert search.paper_skip().plan(30) == variants.skip(30, 10)  # N=10 drops the 9 middle layers 11..19
+    influence = np.array([5.0] * 30)
+    influence[[3, 7, 8, 12, 20, 21, 25, 27]] = 1.0
+    assert search.influence_pruning(influence).dropped == {3, 7, 8, 12, 20, 21, 25, 27}
+    search.max_slots = 37  # above 1: nothing to drop, the paper's variants never beat the full model
+    assert search.paper_skip() == Candidate()
+
+
+def test_rungs() -> None:
+    assert _rungs(8, 60) == [8, 24, 60]
+    assert _rungs(8, 72) == [8, 24, 72]
+    assert _rungs(4, 4) == [4]
+
+
+def test_block_influence_by_hand() -> None:
+    x = np.array([[1.0, 0.0], [0.0, 2.0]])
+    y = np.array([[1.0, 1.0], [0.0, 3.0]])  # token 0 turns 45 degrees, token 1 not at all
+    z = -y
+    assert np.allclose(block_influence([x, y, z]), [(1 - np.sqrt(0.5)) / 2, 2.0])
+
+
+def task_scores(prep: PreparedTask, values: list[float]) -> TaskScores:
+    from painters_gguf import metrics
+
+    results = {i: {"acc_norm": v} for i, v in zip(prep.indices, values, strict=True)}
+    return TaskScores(prep.task, len(values), {"acc_norm": metrics.aggregate("mean", values)}, results)
+
+
+def test_normalized_scores_by_hand(shared_data: Path) -> None:
+    prep = prepare(TASKS["arc_easy"], shared_data, 4, Settings(add_bos=False))  # 4 choices each: chance 0.25
+    full = task_scores(prep, [1.0, 1.0, 0.0, 0.0])  # 0.5: the span over chance is 0.25
+    plan = task_scores(prep, [1.0, 0.0, 1.0, 1.0])  # 0.75
+    score = _normalized([(prep, plan)], {"arc_easy": full})
+    assert score.mean == pytest.approx((0.75 - 0.25) / 0.25)
+    assert score.stderr == pytest.approx(0.25 / 0.25)  # sample sd 0.5 over sqrt(4), divided by the span
+    differences = np.array([0.0, -1.0, 1.0, 1.0])  # paired with the full model's documents
+    assert score.vs_full == pytest.approx(differences.mean() / 0.25)
+    assert score.vs_full_stderr == pytest.approx(differences.std(ddof=1) / 2 / 0.25)
+    with pytest.raises(PaintersError, match="at chance"):
+        _normalized([(prep, plan)], {"arc_easy": task_scores(prep, [1.0, 0.0, 0.0, 0.0])})
+
+
+# --- a tiny model whose scores are known ---
+
+
+@pytest.fixture(scope="module")
+def tiny8(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory):
+    vocab = Vocab.from_gguf(smollm2_path)
+    weights = random_weights(TinyConfig(n_vocab=len(vocab.tokens), n_layer=N_LAYER), seed=4)
+    path = write_gguf(weights, tmp_path_factory.mktemp("tiny8") / "tiny8.gguf", vocab=vocab)
+    with Model(path) as model:
+        yield model
+
+
+def evaluator(model: Model, db: Path) -> Evaluator:
+    settings = Settings(batch_size=256).for_model(model.arch, model.n_layer)
+    return Evaluator(Scorer(model, n_batch=256, max_length=2048, threads=2), Store(db), settings)
+
+
+def planted_data(model: Model, planted: Plan, folder: Path, n_rows: int = 40) -> Path:
+    """ARC-Easy rows of random words whose answer is the choice the planted plan prefers (acc_norm):
+    the planted plan scores 1 on every item, and no plan can score more."""
+    rng = random.Random(7)
+    rows = [
+        {
+            "id": f"planted-{i}",
+            "question": " ".join(rng.choices(WORDS, k=6)) + "?",
+            "choices": {"text": [" ".join(rng.choices(WORDS, k=rng.randint(1, 3))) for _ in range(4)], "label": list("ABCD")},
+            "answerKey": "A",
+        }
+        for i in range(n_rows)
+    ]
+    split = folder / "arc_easy" / "test.jsonl"
+    split.parent.mkdir(parents=True)
+    split.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    labelling = evaluator(model, folder / "labelling.db")  # its own store: these scores are for answer A
+    prep = prepare(TASKS["arc_easy"], folder, None, labelling.settings)
+    results = labelling.run(planted, prep).results
+    labelling.store.close()
+    for i, row in enumerate(rows):
+        per_char = [ll / len(choice) for ll, choice in zip(results[i]["loglikelihoods"], row["choices"]["text"], strict=True)]
+        row["answerKey"] = "ABCD"[max(range(4), key=per_char.__getitem__)]
+    split.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    (folder / "labelling.db").unlink()
+    return folder
+
+
+def run_search(model: Model, data: Path, db: Path, budget: float, expected: list[int] | None = None) -> tuple[Found, Scores]:
+    ev = evaluator(model, db)
+    prepared = [prepare(TASKS["arc_easy"], data, None, ev.settings)]
+    scores = Scores(ev, prepared, 16, 16, expect=expected.append if expected is not None else lambda n: None)
+    search = Search(scores, model.n_layer, budget, candidates=8, beam=2, rounds=4, first_items=4, seed=1)
+    try:
+        return search.run(measure_influence(ev, prepared)), scores
+    finally:
+        ev.store.close()
+
+
+@pytest.mark.parametrize(
+    ("budget", "planted"),
+    [(0.75, Candidate(dropped=frozenset({2, 5}))), (1.25, Candidate(repeat=(3, 4)))],
+    ids=["skips", "repeat"],
+)
+def test_search_finds_the_planted_plan(tiny8: Model, tmp_path: Path, budget: float, planted: Candidate) -> None:
+    plan = planted.plan(N_LAYER)
+    data = planted_data(tiny8, plan, tmp_path / "data")
+    found, scores = run_search(tiny8, data, tmp_path / "search.db", budget)
+    held = {label: score for label, (_, score) in found.held_out.items()}
+    # the planted plan scores 1 on every item: its normalized score is (1 - chance) / (full - chance)
+    full = found.held_out["full model"][1]
+    assert 0.3 < 0.25 + 0.75 / held["search #1"].mean < 0.9, "the full model should be between chance and the plan"
+    assert found.search[0].plan == plan
+    assert found.held_out["search #1"][0] == plan
+    assert held["search #1"].mean == max(score.mean for score in held.values())
+    assert full.mean == pytest.approx(1.0) and full.vs_full == 0.0
+    # not found by enumeration: the first halving started from 8 of the 28 (or 15) candidates
+    assert found.search_documents > 0 and found.random_documents > 0
+
+    # search and held-out items are disjoint, and every score read stayed on its side
+    search_items = set(range(16))
+    held_items = set(scores.held_out_sets["arc_easy"])
+    assert held_items == set(range(16, 32))
+    on_search = {i for phase, _, _, items in scores.evaluated if phase == "search" for i in items}
+    on_held = {i for phase, _, _, items in scores.evaluated if phase == "held-out" for i in items}
+    assert on_search <= search_items and on_held == held_items
+
+
+def test_a_second_search_reads_everything_from_the_store(tiny8: Model, tmp_path: Path) -> None:
+    data = planted_data(tiny8, Candidate(dropped=frozenset({1, 6})).plan(N_LAYER), tmp_path / "data")
+    first, _ = run_search(tiny8, data, tmp_path / "search.db", 0.75)
+    todo: list[int] = []
+    again, _ = run_search(tiny8, data, tmp_path / "search.db", 0.75, todo)
+    assert sum(todo) == 0 and todo  # asked, and nothing left to score
+    assert again == first
+
+
+def test_budgets_and_items_are_checked(tiny8: Model, tmp_path: Path, shared_data: Path) -> None:
+    ev = evaluator(tiny8, tmp_path / "s.db")
+    prepared = [prepare(TASKS["arc_easy"], shared_data, None, ev.settings)]
+    with pytest.raises(PaintersError, match="fewer than the 2000 search items and 1000 held-out"):
+        Scores(ev, prepared, 2000, 1000)
+    scores = Scores(ev, prepared, 10, 10)
+    with pytest.raises(PaintersError, match="less than one block"):
+        Search(scores, N_LAYER, 0.1)
+    with pytest.raises(PaintersError, match="above 0, at most 4"):
+        Search(scores, N_LAYER, 4.5)
+    ev.store.close()
