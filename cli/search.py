@@ -10,27 +10,28 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from painters_gguf import outputs
+from painters_gguf import outputs, tasks
 from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.options import Scoring, with_scoring_options
 from painters_gguf.cli.render import fmt, number
 from painters_gguf.cli.session import open_session, progress_bar
 from painters_gguf.data import data_dir
 from painters_gguf.errors import PaintersError
-from painters_gguf.search import Entry, Found, Scores, Search, measure_influence
+from painters_gguf.search import Entry, Found, Scores, Search, check_budget, measure_influence
 
 LEADERBOARD_ROWS = 5
 
 
 def leaderboard(bar: Progress, n_layer: int) -> Callable[[str, Sequence[Entry]], None]:
     def show(phase: str, ranking: Sequence[Entry]) -> None:
-        table = Table(title=phase, title_justify="left")
+        table = Table()
         table.add_column("#", justify="right")
         table.add_column("plan")
         table.add_column("blocks", justify="right")
         table.add_column("score", justify="right")
         for place, entry in enumerate(ranking[:LEADERBOARD_ROWS], 1):
             table.add_row(str(place), entry.plan.text, f"{entry.plan.n_slots}/{n_layer}", number(entry.score))
+        bar.console.print(f"[bold]{phase}[/]")
         bar.console.print(table)
 
     return show
@@ -111,33 +112,20 @@ def search(
     json_path = None
     if output is not None:
         json_path = outputs.check_output(output, "--output", input_dirs=[data_dir(scoring.data)])
-    session = open_session(default_db=ctx.obj.db, scoring=scoring)
-    if any(prep.task.generation for prep in session.prepared):
+    check_budget(budget)
+    if any(task.generation for task in tasks.select(scoring.task_names)):
         raise PaintersError("search scores log-likelihood tasks; leave gsm8k out of --tasks")
+    session = open_session(default_db=ctx.obj.db, scoring=scoring)
     n_layer = session.model.n_layer
+    scores = Scores(session.evaluator, session.prepared, search_items, held_out)
+    runner = Search(scores, n_layer, budget, candidates=candidates, beam=beam, rounds=rounds, first_items=first_items, seed=seed)
+    with err.status("block influence of every layer (one pass of the full model) ..."):
+        influence = measure_influence(session.evaluator, session.prepared)
     with progress_bar() as bar:
         job = bar.add_task("documents", total=0)
-        scores = Scores(
-            session.evaluator,
-            session.prepared,
-            search_items,
-            held_out,
-            progress=lambda k: bar.advance(job, k),
-            expect=lambda k: bar.update(job, total=(bar.tasks[0].total or 0) + k),
-        )
-        runner = Search(
-            scores,
-            n_layer,
-            budget,
-            candidates=candidates,
-            beam=beam,
-            rounds=rounds,
-            first_items=first_items,
-            seed=seed,
-            leaderboard=leaderboard(bar, n_layer),
-        )
-        with err.status("block influence of every layer (one pass of the full model) ..."):
-            influence = measure_influence(session.evaluator, session.prepared)
+        scores.progress = lambda k: bar.advance(job, k)
+        scores.expect = lambda k: bar.update(job, total=(bar.tasks[0].total or 0) + k)
+        runner.leaderboard = leaderboard(bar, n_layer)
         found = runner.run(influence)
     names = [prep.task.name for prep in session.prepared]
     out.print(found_table(found, n_layer, names, held_out))

@@ -199,8 +199,8 @@ def _normalized(per_task: Sequence[tuple[PreparedTask, TaskScores]], full: dict[
         metric = prep.task.primary_metric
         reference = full[prep.task.name]
         span = reference.scores[metric][0] - prep.baseline
-        if math.isclose(span, 0.0, abs_tol=1e-12):
-            continue  # the full model at chance: nothing to normalize by
+        if span <= 1e-12:
+            continue  # the full model at or below chance on these items: nothing to normalize by
         value, stderr = scores.scores[metric]
         by_task[prep.task.name] = (value - prep.baseline) / span
         values.append(by_task[prep.task.name])
@@ -209,7 +209,7 @@ def _normalized(per_task: Sequence[tuple[PreparedTask, TaskScores]], full: dict[
         deltas.append(metrics.mean(differences) / span)
         delta_errors.append(abs(metrics.mean_stderr(differences) / span) if len(differences) > 1 else 0.0)
     if not values:
-        raise PaintersError("every task's full model scores at chance on these items: nothing to normalize by")
+        raise PaintersError("on these items the full model scores at or below chance on every task: nothing to normalize by")
 
     def combined(errs: list[float]) -> float:
         return math.sqrt(sum(e * e for e in errs)) / len(errs)
@@ -258,8 +258,7 @@ class Search:
         seed: int = 0,
         leaderboard: Leaderboard = lambda phase, ranking: None,
     ) -> None:
-        if not 0 < budget <= 4:
-            raise PaintersError(f"--budget {budget}: give a fraction of the full model's block executions, above 0, at most 4")
+        check_budget(budget)
         self.scores = scores
         self.n_layer = n_layer
         self.budget = budget
@@ -430,6 +429,11 @@ class Search:
         ranked = self.rank(picked, self.rungs[-1])
         self.leaderboard(f"random search: {len(picked)} plans on {self.rungs[-1]} items", ranked)
         return ranked[0], len(picked) * per_plan
+
+
+def check_budget(budget: float) -> None:
+    if not 0 < budget <= 4:  # also NaN
+        raise PaintersError(f"--budget {budget}: give a fraction of the full model's block executions, above 0, at most 4")
 
 
 def measure_influence(evaluator: Evaluator, prepared: Sequence[PreparedTask]) -> np.ndarray:

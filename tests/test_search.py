@@ -5,11 +5,15 @@ its search and held-out items never overlap; a second run reads everything from 
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+from faults import interrupt_midway, stored_documents
+from test_eval_cli import CLI, run_cli
 from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
 
 from painters_gguf import variants
@@ -94,8 +98,9 @@ def test_normalized_scores_by_hand(shared_data: Path) -> None:
     differences = np.array([0.0, -1.0, 1.0, 1.0])  # paired with the full model's documents
     assert score.vs_full == pytest.approx(differences.mean() / 0.25)
     assert score.vs_full_stderr == pytest.approx(differences.std(ddof=1) / 2 / 0.25)
-    with pytest.raises(PaintersError, match="at chance"):
-        _normalized([(prep, plan)], {"arc_easy": task_scores(prep, [1.0, 0.0, 0.0, 0.0])})
+    for below in ([1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]):  # the full model at chance, or below: no ranking
+        with pytest.raises(PaintersError, match="at or below chance"):
+            _normalized([(prep, plan)], {"arc_easy": task_scores(prep, below)})
 
 
 # --- a tiny model whose scores are known ---
@@ -203,3 +208,60 @@ def test_budgets_and_items_are_checked(tiny8: Model, tmp_path: Path, shared_data
     with pytest.raises(PaintersError, match="above 0, at most 4"):
         Search(scores, N_LAYER, 4.5)
     ev.store.close()
+
+
+# --- the command ---
+
+SEARCH = ["--tasks", "arc_easy", "--search-items", "16", "--held-out", "16", "--candidates", "8", "--beam", "2"]
+SEARCH += ["--rounds", "2", "--first-items", "4", "--threads", "2"]
+
+
+@pytest.fixture(scope="module")
+def planted_folder(tiny8: Model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return planted_data(tiny8, Candidate(dropped=frozenset({3, 4})).plan(N_LAYER), tmp_path_factory.mktemp("planted"))
+
+
+def test_cli_search_killed_and_rerun_gives_the_same_result(tiny8: Model, planted_folder: Path, tmp_path: Path) -> None:
+    """The search's JSON after a SIGKILL midway and a rerun equals that of a run never stopped."""
+    args = ["search", "-m", str(tiny8.path), "--budget", "0.75", *SEARCH]
+    whole = run_cli("--db", str(tmp_path / "whole.db"), *args, "-o", str(tmp_path / "whole.json"), data=planted_folder)
+    assert "search #1" in whole.stdout and "0-2,5-7" in whole.stdout  # the planted plan, in the final table
+    total = stored_documents(tmp_path / "whole.db")
+    db = tmp_path / "killed.db"
+    env = dict(os.environ, PAINTERS_GGUF_DATA=str(planted_folder))
+    stored, code, _ = interrupt_midway([CLI, "--db", str(db), *args], env, db, total // 2, total, signal.SIGKILL)
+    assert code == -signal.SIGKILL and total // 2 <= stored < total
+    run_cli("--db", str(db), *args, "-o", str(tmp_path / "resumed.json"), data=planted_folder)
+    resumed, expected = (json.loads((tmp_path / name).read_text()) for name in ("resumed.json", "whole.json"))
+    assert resumed == expected
+    assert expected["held_out"]["search #1"]["plan"] == "0-2,5-7"
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--budget", "0"], "--budget 0.0: give a fraction of the full model's block executions, above 0"),
+        (["--budget", "9"], "Invalid value for '--budget'"),
+        (["--budget", "0.05"], "less than one block of the model's 8"),
+        (["--budget", "0.75", "--limit", "5"], "--limit: a search picks its items itself"),
+        (["--budget", "0.75", "--tasks", "gsm8k"], "search scores log-likelihood tasks"),
+        (["--budget", "0.75", "--search-items", "30"], "fewer than the 30 search items and 16 held-out items"),
+        (["--budget", "0.75", "--candidates", "1"], "Invalid value for '--candidates'"),
+    ],
+)
+def test_cli_search_refusals(tiny8: Model, planted_folder: Path, tmp_path: Path, options: list[str], message: str) -> None:
+    """One line and exit 2, nothing scored."""
+    db = tmp_path / "s.db"
+    args = ["--db", str(db), "search", "-m", str(tiny8.path), *SEARCH, *options]
+    result = run_cli(*args, data=planted_folder, check=False)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert stored_documents(db) == 0
+
+
+def test_cli_search_output_may_not_land_in_the_data(tiny8: Model, planted_folder: Path, tmp_path: Path) -> None:
+    out = planted_folder / "arc_easy" / "found.json"
+    args = ["--db", str(tmp_path / "s.db"), "search", "-m", str(tiny8.path), "--budget", "0.75", *SEARCH, "-o", str(out)]
+    result = run_cli(*args, data=planted_folder, check=False)
+    assert result.returncode == 2 and "inside the benchmark data folder" in result.stderr and not out.exists()
