@@ -91,14 +91,14 @@ def search(
             "--budget", min=0.0, max=4.0, help="Block executions per token, as a fraction of the full model's (above 1: repeats)."
         ),
     ],
-    search_items: Annotated[int, typer.Option("--search-items", min=1, help="Items per task the search scores on.")] = 60,
+    search_items: Annotated[int, typer.Option("--search-items", min=1, help="Items per task the search scores on.")] = 32,
     held_out: Annotated[
         int, typer.Option("--held-out", min=1, help="Items per task after the search items, for the final table.")
-    ] = 200,
+    ] = 120,
     candidates: Annotated[
         int, typer.Option("--candidates", min=4, max=4096, help="Plans in the first halving and in each beam round.")
-    ] = 48,
-    beam: Annotated[int, typer.Option("--beam", min=1, max=64, help="Plans kept between beam rounds (and finalists).")] = 4,
+    ] = 24,
+    beam: Annotated[int, typer.Option("--beam", min=1, max=64, help="Plans kept between beam rounds (and finalists).")] = 3,
     rounds: Annotated[int, typer.Option("--rounds", min=0, max=100, help="Beam-search rounds.")] = 2,
     first_items: Annotated[int, typer.Option("--first-items", min=1, help="Items per task of the first rung.")] = 8,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the random candidates.")] = 0,
