@@ -11,16 +11,14 @@ stock equivalent (a stock graph runs one block after another) and is refused.
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import gguf
 
 from painters_gguf.errors import PaintersError, PlanError
-from painters_gguf.outputs import umask
+from painters_gguf.outputs import replaced
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Model
 
@@ -52,7 +50,7 @@ def sequential_layers(plan: Plan) -> list[int]:
 
 
 def export(model: Model, plan: Plan, out: Path) -> Exported:
-    """Write `model`'s file under `plan` to `out` (through a temporary file renamed over it).
+    """Write `model`'s file under `plan` to `out` (whole or not at all: `outputs.replaced`).
     Only architectures that run plans export: their per-layer semantics are the ones known here."""
     model.validate_plan(plan)
     layers = sequential_layers(plan)
@@ -62,31 +60,27 @@ def export(model: Model, plan: Plan, out: Path) -> Exported:
     arch = model.arch
     n_layer = model.n_layer
     swa = set(model.swa_layers())
-    writer_path = Path(tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")[1])
     try:
-        writer = gguf.GGUFWriter(writer_path, arch, endianess=reader.endianess)
-        alignment = reader.fields.get(gguf.Keys.General.ALIGNMENT)
-        if alignment is not None:
-            writer.data_alignment = int(alignment.contents())
-        _copy_metadata(reader, writer, arch, n_layer, layers, swa)
-        writer.add_string("painters_gguf.plan", plan.text)
-        writer.add_string("painters_gguf.source", model.path.name)
-        writer.add_string("painters_gguf.source_sha256", model.sha256)
-        tensors = _tensor_order(reader, n_layer, layers)
-        for name, tensor in tensors:
-            writer.add_tensor_info(name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes, tensor.tensor_type)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for _, tensor in tensors:
-            writer.write_tensor_data(tensor.data, tensor_endianess=reader.endianess)
-        writer.close()
-        os.chmod(writer_path, 0o666 & ~umask())
-        os.replace(writer_path, out)
+        with replaced(out) as part:
+            writer = gguf.GGUFWriter(part, arch, endianess=reader.endianess)
+            alignment = reader.fields.get(gguf.Keys.General.ALIGNMENT)
+            if alignment is not None:
+                writer.data_alignment = int(alignment.contents())
+            _copy_metadata(reader, writer, arch, n_layer, layers, swa)
+            writer.add_string("painters_gguf.plan", plan.text)
+            writer.add_string("painters_gguf.source", model.path.name)
+            writer.add_string("painters_gguf.source_sha256", model.sha256)
+            tensors = _tensor_order(reader, n_layer, layers)
+            for name, tensor in tensors:
+                writer.add_tensor_info(name, tensor.data.shape, tensor.data.dtype, tensor.data.nbytes, tensor.tensor_type)
+            writer.write_header_to_file()
+            writer.write_kv_data_to_file()
+            writer.write_ti_data_to_file()
+            for _, tensor in tensors:
+                writer.write_tensor_data(tensor.data, tensor_endianess=reader.endianess)
+            writer.close()
     except OSError as err:
         raise PaintersError(f"could not write {out} ({err.strerror or err})") from None
-    finally:
-        writer_path.unlink(missing_ok=True)
     return Exported(out, len(layers), tuple(layers), out.stat().st_size)
 
 

@@ -9,12 +9,13 @@ the target and renamed over it, so a full disk or a crash never leaves half a fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import stat
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from painters_gguf.errors import PaintersError
@@ -104,31 +105,38 @@ def write_bytes(path: Path, data: bytes) -> None:
 
 def _write(path: Path, chunks: Iterable[bytes]) -> None:
     try:
-        with tempfile.NamedTemporaryFile("wb", dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-            part = Path(f.name)
-            try:
-                for chunk in chunks:
-                    f.write(chunk)
-                f.flush()
-                os.fsync(f.fileno())
-                # a temporary file is private (0600): give the result the mode a new file gets, or the old one's
-                os.chmod(part, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~umask())
-            except BaseException:
-                part.unlink(missing_ok=True)
-                raise
-        try:
-            os.replace(part, path)
-        except OSError:
-            part.unlink(missing_ok=True)
-            raise
+        with replaced(path) as part, open(part, "wb") as f:
+            for chunk in chunks:
+                f.write(chunk)
     except OSError as err:
         raise PaintersError(
             f"could not write {path} ({err.strerror}); the scores are in the results store: run the same command again"
         ) from None
 
 
-def umask() -> int:
-    """The process's file-creation mask (read by setting it and back)."""
+@contextlib.contextmanager
+def replaced(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` for the block to write; when the block ends without an
+    error it is synced and renamed over `path` (with the mode a new file gets, or the old one's),
+    else removed: a full disk or a crash never leaves half a file."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    part = Path(name)
+    try:
+        yield part
+        fd = os.open(part, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        # a temporary file is private (0600): give the result the mode a new file gets, or the old one's
+        os.chmod(part, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask())
+        os.replace(part, path)
+    finally:
+        part.unlink(missing_ok=True)
+
+
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask

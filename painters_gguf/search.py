@@ -153,8 +153,8 @@ class Scores:
         self.held_out_sets: dict[str, list[int]] = {}  # task -> its held-out items
         for prep in self.prepared:
             search = prep.task.limit_indices(prep.docs, search_items)
-            both = prep.task.limit_indices(prep.docs, search_items + held_out)
-            held = [i for i in both if i not in set(search)]
+            taken = set(search)
+            held = [i for i in prep.task.limit_indices(prep.docs, search_items + held_out) if i not in taken]
             if len(search) < search_items or len(held) < held_out:
                 raise PaintersError(
                     f"{prep.task.name}: {len(prep.docs)} documents, fewer than the {search_items} search items "
@@ -296,18 +296,18 @@ class Search:
         order = sorted(range(self.n_layer), key=lambda layer: (influence[layer], layer))
         return Candidate(dropped=frozenset(order[: self.n_dropped]))
 
-    def random_candidate(self, weights: Sequence[float] | None = None) -> Candidate:
+    def random_candidate(self, rng: random.Random, weights: Sequence[float] | None = None) -> Candidate:
         layers = list(range(self.n_layer))
         if weights is None:
-            dropped = frozenset(self.rng.sample(layers, self.n_dropped))
+            dropped = frozenset(rng.sample(layers, self.n_dropped))
         else:
             dropped = frozenset()
             while len(dropped) < self.n_dropped:
-                dropped |= {self.rng.choices(layers, weights=weights)[0]}
+                dropped |= {rng.choices(layers, weights=weights)[0]}
         repeat = None
         if self.repeat_room:
-            length = self.rng.randint(1, self.repeat_room)
-            first = self.rng.randint(0, self.n_layer - length)
+            length = rng.randint(1, self.repeat_room)
+            first = rng.randint(0, self.n_layer - length)
             repeat = (first, first + length - 1)
         return Candidate(dropped=dropped, repeat=repeat)
 
@@ -326,24 +326,23 @@ class Search:
                 for first in range(self.n_layer)
                 for last in range(first, min(first + room, self.n_layer))
             ]
+        unique = {c: None for c in pool if c.valid(self.n_layer, self.max_slots)}  # a dict keeps the order
         weights = [math.exp(-8 * float(value) / max(float(influence.max()), 1e-12)) for value in influence]
-        tries = 0
-        while (
-            len(dict.fromkeys(c for c in pool if c.valid(self.n_layer, self.max_slots))) < self.n_candidates
-            and tries < 50 * self.n_candidates
-        ):
-            tries += 1
-            candidate = self.random_candidate(weights if tries % 2 else None)
+        for tries in range(1, 50 * self.n_candidates + 1):
+            if len(unique) >= self.n_candidates:
+                break
+            candidate = self.random_candidate(self.rng, weights if tries % 2 else None)
             if tries % 5 == 0:  # some with a parallel pair
                 kept = candidate.kept(self.n_layer)
                 candidate = dataclasses.replace(
                     candidate, parallel=frozenset({self.rng.choice(kept[:-1])}) if len(kept) > 1 else frozenset()
                 )
-            pool.append(candidate)
-        unique = [c for c in dict.fromkeys(pool) if c.valid(self.n_layer, self.max_slots)]
-        if len(unique) > self.n_candidates:  # keep the baselines, sample the rest
-            unique = unique[:3] + self.rng.sample(unique[3:], self.n_candidates - 3)
-        return unique
+            if candidate.valid(self.n_layer, self.max_slots):
+                unique.setdefault(candidate)
+        chosen = list(unique)
+        if len(chosen) > self.n_candidates:  # keep the baselines, sample the rest
+            chosen = chosen[:3] + self.rng.sample(chosen[3:], self.n_candidates - 3)
+        return chosen
 
     # --- scoring ---
 
@@ -417,15 +416,13 @@ class Search:
         per_plan = self.rungs[-1] * len(self.scores.prepared)
         count = max(1, documents // per_plan)
         picked: list[Candidate] = []
-        rng_state = self.rng.getstate()
-        self.rng.seed(f"random search {self.budget}")
+        rng = random.Random(f"random search {self.budget}")  # a stream of its own: the same plans whatever the search did
         for _ in range(50 * count):
             if len(picked) == count:
                 break
-            candidate = self.random_candidate()
+            candidate = self.random_candidate(rng)
             if candidate.valid(self.n_layer, self.max_slots) and candidate not in picked:
                 picked.append(candidate)
-        self.rng.setstate(rng_state)
         ranked = self.rank(picked, self.rungs[-1])
         self.leaderboard(f"random search: {len(picked)} plans on {self.rungs[-1]} items", ranked)
         return ranked[0], len(picked) * per_plan
