@@ -35,6 +35,10 @@ SDIST_SHA256 = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 PATCH = Path(__file__).resolve().parent / f"llama-cpp-python-{VERSION}-layer-plan.patch"
 # what every build gets: skip the multimodal library we do not use
 FIXED_CMAKE_ARGS = ["-DLLAVA_BUILD=OFF"]
+# x86-64: no AMX kernels, even where -march=native would enable them (an explicit -mno-* wins over
+# -march in GCC and Clang): ggml's AMX matmul segfaults on Q4_1 weights (SmolLM2) on Xeons with AMX
+NO_AMX = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+X86_CMAKE_ARGS = [f"-DCMAKE_C_FLAGS={NO_AMX}", f"-DCMAKE_CXX_FLAGS={NO_AMX}"]
 
 
 def cache_root() -> Path:
@@ -57,7 +61,8 @@ def file_sha256(path: Path) -> str:
 
 
 def cmake_args() -> list[str]:
-    return shlex.split(os.environ.get("CMAKE_ARGS", "")) + FIXED_CMAKE_ARGS
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return shlex.split(os.environ.get("CMAKE_ARGS", "")) + FIXED_CMAKE_ARGS + (X86_CMAKE_ARGS if x86 else [])
 
 
 def flags_key(args: list[str]) -> str:
@@ -148,7 +153,7 @@ def build(root: Path, stock: bool, cached_only: bool) -> Path:
 
     tree = source_tree(root, args)
     tree.prepare(fetch_sdist(root), patch)
-    env = dict(os.environ, CMAKE_ARGS=" ".join(args))
+    env = dict(os.environ, CMAKE_ARGS=shlex.join(args))
     with tempfile.TemporaryDirectory() as tmp:
         run(
             [
@@ -169,7 +174,7 @@ def build(root: Path, stock: bool, cached_only: bool) -> Path:
         out.mkdir(parents=True, exist_ok=True)
         wheel = out / built[0].name
         shutil.move(str(built[0]), wheel)
-    (out / "build-flags.txt").write_text(" ".join(args) + "\n")
+    (out / "build-flags.txt").write_text(shlex.join(args) + "\n")
     return wheel
 
 
