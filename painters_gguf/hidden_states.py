@@ -12,7 +12,6 @@ from collections.abc import Collection
 
 import numpy as np
 from llama_cpp import _ggml
-from llama_cpp import llama_cpp as C
 
 _ggml.libggml.ggml_get_name.argtypes = [ctypes.c_void_p]
 _ggml.libggml.ggml_get_name.restype = ctypes.c_char_p
@@ -35,40 +34,30 @@ class HiddenStates:
         self.n_embd = n_embd
         self.names = names
         self.states: dict[str, np.ndarray] = {}
-        self.error: BaseException | None = None  # raised in the callback (Ctrl-C): raised again by take()
-        self.callback = C.ggml_backend_sched_eval_callback(self._on_tensor)  # alive while set
 
     def wanted(self, name: str) -> bool:
         if self.names is not None:
             return name in self.names
         return name == "plan_inp" or name.startswith("plan_out-")
 
-    def _on_tensor(self, tensor: int, ask: bool, _user_data: ctypes.c_void_p) -> bool:
-        """Called by llama.cpp's scheduler. It must return True: False stops the pass midway, and
-        llama_decode would return logits that were never computed. An exception cannot cross into
-        C (ctypes would print and drop it, and return False), so one is kept for take()."""
-        try:
-            name = (_ggml.libggml.ggml_get_name(tensor) or b"").decode()
-            if ask:
-                return self.wanted(name)
-            if self.wanted(name):
-                nbytes = _ggml.libggml.ggml_nbytes(tensor)
-                data = np.empty(nbytes // 4, dtype=np.float32)
-                _ggml.libggml.ggml_backend_tensor_get(tensor, data.ctypes.data, 0, nbytes)
-                previous = self.states.get(name)
-                rows = data.reshape(-1, self.n_embd)  # (tokens in this micro-batch, n_embd)
-                self.states[name] = rows if previous is None else np.concatenate([previous, rows])
-        except BaseException as error:  # Ctrl-C while in here, most likely
-            self.error = self.error or error
+    def observe(self, tensor: int, ask: bool) -> bool:
+        """The eval callback (`Context.set_eval_callback`): asked for each tensor whether it is
+        wanted, then given each wanted one once computed."""
+        name = (_ggml.libggml.ggml_get_name(tensor) or b"").decode()
+        if ask:
+            return self.wanted(name)
+        if self.wanted(name):
+            nbytes = _ggml.libggml.ggml_nbytes(tensor)
+            data = np.empty(nbytes // 4, dtype=np.float32)
+            _ggml.libggml.ggml_backend_tensor_get(tensor, data.ctypes.data, 0, nbytes)
+            previous = self.states.get(name)
+            rows = data.reshape(-1, self.n_embd)  # (tokens in this micro-batch, n_embd)
+            self.states[name] = rows if previous is None else np.concatenate([previous, rows])
         return True
 
     def take(self) -> dict[str, np.ndarray]:
-        """The states collected by the last pass (the next starts empty); first, an exception the
-        callback caught during it (Ctrl-C) is raised here."""
+        """The states collected by the last pass (the next starts empty)."""
         states, self.states = self.states, {}
-        if self.error is not None:
-            error, self.error = self.error, None
-            raise error
         return states
 
     def ordered(self, n_steps: int) -> list[np.ndarray]:

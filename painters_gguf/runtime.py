@@ -248,6 +248,8 @@ class Model:
         kv_type: str = "f16",
         flash_attn: str = "auto",
     ) -> Context:
+        if self.vocab_only:
+            raise PaintersError(f"{self.path.name}: loaded with vocab_only (no weights): a context needs the whole model")
         return Context(
             self, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, kv_type=kv_type, flash_attn=flash_attn
         )
@@ -285,6 +287,35 @@ class Model:
         self.close()
 
 
+class EvalCallback:
+    """llama.cpp's eval callback around a Python observer: the pass always runs to the end, and
+    what would have stopped it (an exception, which ctypes cannot carry into C, or False for a
+    computed tensor) is kept for `raise_caught` after the pass."""
+
+    def __init__(self, observe: Callable[[int, bool], bool]) -> None:
+        self.observe = observe
+        self.caught: BaseException | None = None
+        self.c_callback = C.ggml_backend_sched_eval_callback(self._on_tensor)
+
+    def _on_tensor(self, tensor: int, ask: bool, _user_data: ctypes.c_void_p) -> bool:
+        try:
+            wanted = bool(self.observe(tensor, ask))
+            if not ask and not wanted and self.caught is None:
+                self.caught = PaintersError(
+                    "the eval callback returned False for a computed tensor, which would stop the pass with its "
+                    "logits never computed: return True (False only answers ask=True)"
+                )
+            return wanted if ask else True
+        except BaseException as error:  # Ctrl-C while in here, most likely
+            self.caught = self.caught or error
+            return not ask
+
+    def raise_caught(self) -> None:
+        if self.caught is not None:
+            error, self.caught = self.caught, None
+            raise error
+
+
 @dataclasses.dataclass
 class Batch:
     """Tokens for one decode: each with its position, its sequences and whether its logits come back.
@@ -312,6 +343,8 @@ class Context:
         self, model: Model, *, n_ctx: int, n_batch: int, n_seq_max: int, threads: int | None, kv_type: str, flash_attn: str
     ) -> None:
         self._ctx_ptr = None
+        self._lock = threading.Lock()  # one call at a time: llama.cpp's context is not thread-safe
+        self._eval_callback: EvalCallback | None = None
         self._batch: C.llama_batch | None = None  # made with the context (None if that was cut short)
         self._embd_batch: C.llama_batch | None = None
         _check_range("n_ctx", n_ctx, 1, MAX_CELLS)
@@ -349,7 +382,8 @@ class Context:
         model._contexts.add(self)
         self.n_ctx: int = C.llama_n_ctx(self._ctx)
         self.kv_type = kv_type
-        self.n_batch = n_batch
+        # llama.cpp takes at most n_ctx tokens per batch (more aborts it): what it took, not what was asked
+        self.n_batch = min(n_batch, C.llama_n_batch(self._ctx), C.llama_n_ubatch(self._ctx))
         self.n_seq_max = n_seq_max
         self.n_vocab = model.n_vocab
         self.plan: Plan | None = None
@@ -362,18 +396,29 @@ class Context:
             raise PaintersError(f"the context on {self.model.path.name} is closed")
         return self._ctx_ptr
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[C.llama_context_p]:
+        """The C context for one call; an error, not a crash, when another thread (or the eval
+        callback, from inside a pass) is using it."""
+        if not self._lock.acquire(blocking=False):
+            raise PaintersError(
+                f"the context on {self.model.path.name} is in use by another call: a context runs one call at a time "
+                "(give each thread a context of its own; do not call it from its eval callback)"
+            )
+        try:
+            yield self._ctx
+        finally:
+            self._lock.release()
+
     # plans
 
     def set_plan(self, plan: Plan | None) -> None:
         """Run the model under `plan` (None: its own layer order). Clears the KV cache."""
-        if plan is None:
-            with interrupts_deferred():
-                status = lib.llama_set_layer_plan(self._ctx, None, 0)
-        else:
+        if plan is not None:
             self.check_plan(plan)
-            flat = plan.encode()
-            with interrupts_deferred():
-                status = lib.llama_set_layer_plan(self._ctx, (ctypes.c_int32 * len(flat))(*flat), len(flat))
+        flat = plan.encode() if plan is not None else []
+        with self._exclusive() as ctx, interrupts_deferred():
+            status = lib.llama_set_layer_plan(ctx, (ctypes.c_int32 * len(flat))(*flat) if flat else None, len(flat))
         call_plan_status(status, plan)
         self.plan = plan
 
@@ -386,14 +431,27 @@ class Context:
     @property
     def n_slots(self) -> int:
         """Block executions per token (KV slots) under the current plan."""
-        return lib.llama_layer_plan_n_slots(self._ctx)
+        with self._exclusive() as ctx:
+            return lib.llama_layer_plan_n_slots(ctx)
 
     def slot_layers(self) -> list[int]:
-        return [lib.llama_layer_plan_slot_layer(self._ctx, slot) for slot in range(self.n_slots)]
+        n_slots = self.n_slots
+        with self._exclusive() as ctx:
+            return [lib.llama_layer_plan_slot_layer(ctx, slot) for slot in range(n_slots)]
 
-    def set_eval_callback(self, callback: Callable[..., bool] | None) -> None:
-        """Observe graph tensors as they are computed; keep `callback` alive while it is set."""
-        lib.llama_set_eval_callback(self._ctx, callback or C.ggml_backend_sched_eval_callback(), None)
+    def set_eval_callback(self, observe: Callable[[int, bool], bool] | None) -> None:
+        """Observe graph tensors as passes compute them (None: stop observing).
+
+        `observe(tensor, ask)` is llama.cpp's eval callback without user data: asked first
+        (`ask` True) whether it wants a tensor, then given each wanted tensor once computed. A pass
+        always runs to the end: an exception raised by `observe`, or False for a computed tensor
+        (which would have stopped the pass with its logits never computed), is raised by the decode
+        after the pass. The context keeps the C callback alive while it is set.
+        """
+        callback = EvalCallback(observe) if observe is not None else None
+        with self._exclusive() as ctx:
+            lib.llama_set_eval_callback(ctx, callback.c_callback if callback else C.ggml_backend_sched_eval_callback(), None)
+            self._eval_callback = callback
 
     # KV cache
 
@@ -402,7 +460,8 @@ class Context:
         return C.llama_get_memory(self._ctx)  # asked afresh: a plan change replaces the memory
 
     def clear(self) -> None:
-        C.llama_memory_clear(self._memory, True)
+        with self._exclusive():
+            C.llama_memory_clear(self._memory, True)
 
     def _check_seq(self, *seq_ids: int) -> None:
         for seq_id in seq_ids:
@@ -413,22 +472,28 @@ class Context:
         """Drop positions p0..p1-1 of a sequence (-1: all); seq_id -1 drops them in every sequence."""
         if seq_id != -1:
             self._check_seq(seq_id)
-        C.llama_memory_seq_rm(self._memory, seq_id, p0, p1)
+        with self._exclusive():
+            C.llama_memory_seq_rm(self._memory, seq_id, p0, p1)
 
     def seq_cp(self, src: int, dst: int, p0: int = -1, p1: int = -1) -> None:
         self._check_seq(src, dst)
-        C.llama_memory_seq_cp(self._memory, src, dst, p0, p1)
+        with self._exclusive():
+            C.llama_memory_seq_cp(self._memory, src, dst, p0, p1)
 
     def seq_len(self, seq_id: int = 0) -> int:
         """Tokens in the cache for a sequence (positions 0..n-1)."""
         self._check_seq(seq_id)
-        return C.llama_memory_seq_pos_max(self._memory, seq_id) + 1
+        with self._exclusive():
+            return C.llama_memory_seq_pos_max(self._memory, seq_id) + 1
 
     # decoding
 
     def decode(self, batch: Batch) -> np.ndarray:
         """Run one batch through the model; returns the logits of the output tokens, in batch order."""
-        ctx = self._ctx  # an error once closed, before anything is written into the freed batch
+        with self._exclusive() as ctx:  # an error once closed, before anything is written into the freed batch
+            return self._decode(ctx, batch)
+
+    def _decode(self, ctx: C.llama_context_p, batch: Batch) -> np.ndarray:
         n = len(batch)
         if not 0 < n <= self.n_batch:
             raise PaintersError(f"a batch holds 1..{self.n_batch} tokens, found {n}")
@@ -456,8 +521,11 @@ class Context:
             b.n_seq_id[i] = len(seq_ids)
             for j, seq_id in enumerate(seq_ids):
                 b.seq_id[i][j] = seq_id
+        callback = self._eval_callback
         with interrupts_deferred():  # Python runs during the pass: the log and eval callbacks
             status = C.llama_decode(ctx, b)
+        if callback is not None:
+            callback.raise_caught()
         if status != 0:
             detail = LOG.take()
             raise PaintersError(f"llama_decode failed with status {status}" + (f": {detail}" if detail else ""))
@@ -515,12 +583,16 @@ class Context:
         return self.eval(tokens)
 
     def close(self) -> None:
-        if self._ctx_ptr:
+        """Free the KV cache and buffers; an error while another thread is using the context."""
+        if not self._ctx_ptr:
+            return
+        with self._exclusive() as ctx:
             for batch in (self._batch, self._embd_batch):
                 if batch is not None:
                     C.llama_batch_free(batch)
-            C.llama_free(self._ctx_ptr)
+            C.llama_free(ctx)
             self._ctx_ptr = None
+            self._eval_callback = None
 
     def __enter__(self) -> Context:
         return self

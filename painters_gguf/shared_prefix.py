@@ -191,7 +191,7 @@ def _score_window(
             graph = _unrolled(graph, 0, max(steps) + 2)
         scorer.set_plan(graph, named_states=bool(steps))
         hidden = HiddenStates(scorer.model.n_embd, {step_output(step) for step in steps}) if steps else None
-        scorer.ctx.set_eval_callback(hidden.callback if hidden else None)
+        scorer.ctx.set_eval_callback(hidden.observe if hidden else None)
         try:
             for b in mine:
                 layout, units, _ = window[b]

@@ -22,7 +22,7 @@ def capture(ctx: Context, plan: Plan, tokens: Sequence[int]) -> list[np.ndarray]
     """The embedding output and each step's output for one document: (n_steps + 1) x (tokens, n_embd)."""
     hidden = HiddenStates(ctx.model.n_embd)
     ctx.set_plan(plan)  # the identity plan for the full model: bit for bit the default graph
-    ctx.set_eval_callback(hidden.callback)
+    ctx.set_eval_callback(hidden.observe)
     try:
         ctx.logits(tokens)  # every position is an output, so no rows are dropped in the last step
     finally:

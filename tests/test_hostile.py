@@ -233,3 +233,162 @@ def test_written_files_get_the_usual_mode(tmp_path: Path) -> None:
         assert stat.S_IMODE(kept.stat().st_mode) == 0o600 and kept.read_text() == "{}"
     finally:
         os.umask(mask)
+
+
+# --- misuse that once reached a C abort or a segfault: now a Python exception ---
+
+CHILD_PRELUDE = """
+import gc, sys, threading
+import numpy as np
+from painters_gguf.errors import PaintersError
+from painters_gguf.plan import Plan
+from painters_gguf.runtime import Model
+model = Model(sys.argv[1])
+"""
+
+
+def in_child(tiny_gguf: Path, code: str) -> str:
+    """Run `code` in a fresh interpreter (a C abort there fails this test, not the whole run); its
+    stdout, after checking it exited normally."""
+    import subprocess
+    import sys
+    import textwrap
+
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD_PRELUDE + textwrap.dedent(code), str(tiny_gguf)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, f"exit {result.returncode}: {result.stderr[-2000:]}"
+    return result.stdout
+
+
+def test_a_batch_larger_than_the_context_is_chunked_not_an_abort(tiny_gguf: Path) -> None:
+    """llama.cpp clamps n_batch to n_ctx and aborts on a larger batch: the context takes its n_batch."""
+    out = in_child(
+        tiny_gguf,
+        """
+        ctx = model.context(n_ctx=16, n_batch=64)
+        print(ctx.n_batch)
+        tokens = [1 + i % 90 for i in range(ctx.n_ctx + 1)]
+        assert ctx.logits(tokens[:-1]).shape == (ctx.n_ctx, 97)  # in chunks of what llama.cpp took
+        try:
+            ctx.logits(tokens)
+        except PaintersError as error:
+            print(error)
+        """,
+    )
+    n_batch, message = out.splitlines()
+    assert int(n_batch) < 64
+    assert "do not fit the context of" in message
+
+
+def test_a_vocab_only_model_makes_no_context(tiny_gguf: Path) -> None:
+    out = in_child(
+        tiny_gguf,
+        """
+        vocab = Model(sys.argv[1], vocab_only=True)
+        try:
+            vocab.context(n_ctx=64)
+        except PaintersError as error:
+            print(error)
+        """,
+    )
+    assert "loaded with vocab_only (no weights): a context needs the whole model" in out
+
+
+def test_a_plan_too_large_to_allocate_is_refused_and_the_context_keeps_working(tiny_gguf: Path) -> None:
+    """A plan at the slot limit passes every check but needs a graph scheduler of tens of GiB: C
+    returns an allocation error (it aborted in ggml before) and the previous plan still runs. The
+    child's address space is bounded, so the allocation fails on any machine."""
+    out = in_child(
+        tiny_gguf,
+        """
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (16 << 30, 16 << 30))
+        from painters_gguf.abi import MAX_SLOTS
+        from painters_gguf.errors import PlanError
+        ctx = model.context(n_ctx=64)
+        plan = Plan.parse("0-2,3-5")
+        ctx.set_plan(plan)
+        before = ctx.logits([1, 2, 3])
+        try:
+            ctx.set_plan(Plan.parse("{0-5}x%d" % (MAX_SLOTS // 6)))
+        except PlanError as error:
+            print(error)
+        assert ctx.plan == plan and ctx.n_slots == 6
+        assert np.array_equal(ctx.logits([1, 2, 3]), before)
+        """,
+    )
+    assert "could not be allocated (ggml_backend_sched_new: failed to allocate the scheduler for a graph of" in out
+
+
+def test_an_eval_callback_need_not_be_kept_alive_by_the_caller(tiny_gguf: Path) -> None:
+    out = in_child(
+        tiny_gguf,
+        """
+        ctx = model.context(n_ctx=64)
+        seen = []
+        ctx.set_eval_callback(lambda tensor, ask: seen.append(ask) or True)
+        gc.collect()
+        ctx.logits([1, 2, 3])
+        print(len(seen) > 0)
+        """,
+    )
+    assert out.strip() == "True"
+
+
+def test_an_eval_callback_cannot_stop_a_pass_silently(model: Model) -> None:
+    """False for a computed tensor stopped the pass with the logits left as zeros: now the pass
+    runs whole and the decode says what went wrong; the context works after."""
+    with model.context(n_ctx=64) as ctx:
+        expected = ctx.logits([1, 2, 3])
+        ctx.set_eval_callback(lambda tensor, ask: bool(ask))  # wants every tensor, then says stop
+        with pytest.raises(PaintersError, match="returned False for a computed tensor"):
+            ctx.logits([1, 2, 3])
+        ctx.set_eval_callback(None)
+        assert np.array_equal(ctx.logits([1, 2, 3]), expected)
+
+
+def test_a_context_is_used_by_one_call_at_a_time(model: Model) -> None:
+    """Another thread (or the eval callback itself) calling a context that is decoding, or closing
+    its model meanwhile, is an error, not a crash."""
+    import threading
+
+    from painters_gguf.runtime import Context
+
+    with model.context(n_ctx=64) as ctx:
+        expected = ctx.logits([1, 2, 3])
+        decoding, tried = threading.Event(), threading.Event()
+        errors: list[str] = []
+
+        def observe(tensor: int, ask: bool) -> bool:
+            if not decoding.is_set():
+                decoding.set()
+                assert tried.wait(timeout=120), "the main thread never tried"
+            return False if ask else True
+
+        ctx.set_eval_callback(observe)
+        worker = threading.Thread(target=lambda: errors.append(str(ctx.logits([1, 2, 3]).shape)))
+        worker.start()
+        try:
+            assert decoding.wait(timeout=120)
+            calls: list = [lambda: ctx.eval([1]), ctx.clear, lambda: ctx.set_plan(None), model.close, ctx.close]
+            for call in calls:
+                with pytest.raises(PaintersError, match="is in use by another call"):
+                    call()
+        finally:
+            tried.set()
+            worker.join(timeout=120)
+        assert errors == ["(3, 97)"]  # the decoding thread finished undisturbed
+
+        def reenter(tensor: int, ask: bool) -> bool:
+            Context.clear(ctx)  # from inside the pass
+            return True
+
+        ctx.set_eval_callback(reenter)
+        with pytest.raises(PaintersError, match="do not call it from its eval callback"):
+            ctx.logits([1, 2, 3])
+        ctx.set_eval_callback(None)
+        assert np.array_equal(ctx.logits([1, 2, 3]), expected)

@@ -20,6 +20,7 @@ from tiny_llama import (
 
 from painters_gguf import abi, variants
 from painters_gguf.errors import PlanError
+from painters_gguf.hidden_states import step_output
 from painters_gguf.plan import Plan
 from painters_gguf.shared_prefix import shared_steps
 
@@ -217,29 +218,33 @@ def test_plans_go_on_from_kept_states(ctx_f32, text: str) -> None:
 
 
 def test_ctrl_c_in_the_eval_callback_is_raised_after_a_whole_pass(ctx_f32) -> None:
-    """A KeyboardInterrupt inside the callback cannot cross into C: the pass still computes every
-    logit (a callback returning False would stop it midway), and take() raises it afterwards."""
+    """A KeyboardInterrupt inside the callback cannot cross into C: the pass still runs to its end
+    (a callback returning False would stop it midway), and the decode raises it afterwards."""
     from painters_gguf.hidden_states import HiddenStates
 
-    class Interrupted(HiddenStates):
+    class InterruptedOnce(HiddenStates):
+        raised = False
+
         def wanted(self, name: str) -> bool:
-            if name == "plan_out-2":
+            if name == "plan_out-2" and not self.raised:
+                self.raised = True
                 raise KeyboardInterrupt
             return super().wanted(name)
 
     full = variants.full(6)
     ctx_f32.set_plan(full)
     expected = ctx_f32.logits(TOKENS)
-    hidden = Interrupted(ctx_f32.model.n_embd)
-    ctx_f32.set_eval_callback(hidden.callback)
+    hidden = InterruptedOnce(ctx_f32.model.n_embd)
+    ctx_f32.set_eval_callback(hidden.observe)
     try:
-        actual = ctx_f32.logits(TOKENS)
+        with pytest.raises(KeyboardInterrupt):
+            ctx_f32.logits(TOKENS)
+        # every state but the one whose question raised was read: the pass ran to its end
+        assert set(hidden.take()) == {"plan_inp", *(step_output(s) for s in range(6) if s != 2)}
+        assert np.array_equal(ctx_f32.logits(TOKENS), expected)  # raised once; the next pass runs clean
+        assert len(hidden.take()) == 7
     finally:
         ctx_f32.set_eval_callback(None)
-    assert np.array_equal(actual, expected)
-    with pytest.raises(KeyboardInterrupt):
-        hidden.take()
-    assert hidden.take() == {}  # raised once; the next pass starts clean
 
 
 def test_a_real_ctrl_c_during_a_pass_with_the_callback_ends_it_whole(ctx_f32) -> None:
@@ -263,7 +268,7 @@ def test_a_real_ctrl_c_during_a_pass_with_the_callback_ends_it_whole(ctx_f32) ->
     ctx_f32.set_plan(variants.full(6))
     expected = ctx_f32.logits(TOKENS)
     hidden = SignalledMidway(ctx_f32.model.n_embd)
-    ctx_f32.set_eval_callback(hidden.callback)
+    ctx_f32.set_eval_callback(hidden.observe)
     try:
         with pytest.raises(KeyboardInterrupt):
             ctx_f32.logits(TOKENS)

@@ -236,7 +236,7 @@ def assert_continues_from_kept_state(ctx, plan, tokens: Sequence[int]) -> None:
     assert k > 0, f"plan {plan.text} shares no layer with the full model"
     hidden = HiddenStates(ctx.model.n_embd, {step_output(k - 1)})
     ctx.set_plan(variants.full(n_layer))
-    ctx.set_eval_callback(hidden.callback)
+    ctx.set_eval_callback(hidden.observe)
     try:
         full = ctx.logits(tokens)
     finally:
