@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import json
 import math
 import os
 import socket
 import sqlite3
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -79,6 +81,55 @@ def _m003_machines(db: sqlite3.Connection) -> None:
 
 MIGRATIONS = [_m001_initial, _m002_writers, _m003_machines]
 TABLES = ("runs", "docs", "writers", "machines")
+MIGRATIONS_TABLE = "CREATE TABLE IF NOT EXISTS migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_utc TEXT NOT NULL)"
+SCHEMA_NUMBERS = range(1, 10_000)  # a migration's number: far more than painters-gguf will ever ship
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first bytes of every SQLite database file
+PIDS = range(1, 2**31)  # a process id (pid_t): 0 and negative numbers name process groups
+
+
+@functools.cache
+def _reference_columns(schema: int) -> dict[str, list[tuple[object, ...]]]:
+    """Each table's columns as the first `schema` migrations make them, in an empty database."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.execute(MIGRATIONS_TABLE)
+        for migration in MIGRATIONS[:schema]:
+            migration(db)
+        return {name: _columns(db, name) for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    finally:
+        db.close()
+
+
+def _columns(db: sqlite3.Connection, table: str) -> list[tuple[object, ...]]:
+    return db.execute('SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)', (table,)).fetchall()
+
+
+def _brief(value: object) -> str:
+    """A value read from a store, as one short line: NULL, or its repr cut at 40 characters."""
+    text = "NULL" if value is None else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _check_file(path: Path) -> None:
+    """Refuse, before SQLite opens it, a path that is not a regular file (SQLite would write a
+    journal beside it) and a file that is neither empty (a new store) nor SQLite's (SQLite takes
+    one of a few bytes for an empty database, and overwrites it)."""
+    head = SQLITE_HEADER
+    try:
+        mode = path.stat().st_mode
+        if stat.S_ISREG(mode):
+            with path.open("rb") as file:
+                head = file.read(len(SQLITE_HEADER)) or SQLITE_HEADER
+    except FileNotFoundError:
+        return  # a new store
+    except OSError as err:
+        raise PaintersError(f"results store {path}: {err.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise PaintersError(f"results store {path} is a directory: give a file (--db)")
+    if not stat.S_ISREG(mode):
+        raise PaintersError(f"results store {path} is not a regular file: give a file (--db)")
+    if head != SQLITE_HEADER:
+        raise PaintersError(f"results store {path}: file is not a database (move it away, or use another --db)")
 
 
 def lock_timeout() -> float:
@@ -114,17 +165,16 @@ class Store:
         self.path = path
         self.db: sqlite3.Connection | None = None
         make_folder(path.parent, f"results store {path}")
-        if path.is_dir():
-            raise PaintersError(f"results store {path} is a directory: give a file (--db)")
+        _check_file(path)
         self.timeout = lock_timeout()
         try:
             with self.errors():
                 self.db = sqlite3.connect(path, timeout=self.timeout, isolation_level=None)
-                self.db.execute("PRAGMA journal_mode=WAL")  # readers and a writer at once; crash-safe
                 self.db.execute(f"PRAGMA busy_timeout={int(self.timeout * 1000)}")
                 self.db.execute("PRAGMA foreign_keys=ON")
+                self._check_schema()  # before anything is written: a refused file stays as it was
+                self.db.execute("PRAGMA journal_mode=WAL")  # readers and a writer at once; crash-safe
                 self._migrate()
-                self._check_tables()
                 self._register()
         except BaseException:
             if self.db is not None:
@@ -133,11 +183,13 @@ class Store:
             raise
 
     def _register(self) -> None:
-        """Note who has the store open (for a lock timeout's message); forget this host's dead processes."""
+        """Note who has the store open (for a lock timeout's message); forget this host's dead
+        processes, and rows that name no process."""
         host = socket.gethostname()
         with self.transaction():
-            stale = [pid for (pid,) in self._conn.execute("SELECT pid FROM writers WHERE host = ?", (host,)) if not _alive(pid)]
-            self._conn.executemany("DELETE FROM writers WHERE pid = ? AND host = ?", [(pid, host) for pid in stale])
+            rows = self._conn.execute("SELECT pid, host, command, since_utc FROM writers").fetchall()
+            stale = [row[:2] for row in rows if (writer := _writer(row)) is None or (writer[1] == host and not _alive(writer[0]))]
+            self._conn.executemany("DELETE FROM writers WHERE pid IS ? AND host IS ?", stale)
             self._conn.execute(
                 "INSERT OR REPLACE INTO writers (pid, host, command, since_utc) VALUES (?, ?, ?, ?)",
                 (os.getpid(), host, " ".join(sys.argv)[:300], utc_now()),
@@ -165,12 +217,14 @@ class Store:
         except sqlite3.Error:
             return ""
         here = socket.gethostname()
+        writers = [writer for writer in map(_writer, rows) if writer is not None]
         others = [
             f"pid {pid} on {host}: {command!r} since {since}"
-            for pid, host, command, since in rows
+            for pid, host, command, since in writers
             if not (host == here and (pid == os.getpid() or not _alive(pid)))
         ]
-        return f" ({'; '.join(others)})" if others else ""
+        more = [f"{len(others) - 3} more"] if len(others) > 3 else []
+        return f" ({'; '.join(others[:3] + more)})" if others else ""
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -178,17 +232,56 @@ class Store:
             raise PaintersError(f"results store {self.path} is closed")
         return self.db
 
+    def _damaged(self, what: str) -> PaintersError:
+        return PaintersError(f"results store {self.path} is damaged: {what}; move it away, or use another --db")
+
+    def _check_schema(self) -> None:
+        """Refuse, reading only, another program's database (not empty, no `migrations` table), a
+        newer painters-gguf's, and one whose schema is not what its migrations make."""
+        objects = dict(self._conn.execute("SELECT name, type FROM sqlite_master WHERE name NOT LIKE 'sqlite!_%' ESCAPE '!'"))
+        if not objects:
+            return  # empty: a new store
+        if [column[0] for column in _columns(self._conn, "migrations")] != ["id", "name", "applied_utc"]:
+            shown = ", ".join(_brief(name) for name in sorted(map(str, objects))[:3]) + (", ..." if len(objects) > 3 else "")
+            raise PaintersError(
+                f"results store {self.path} is not a painters-gguf results store (an SQLite database holding {shown}): "
+                "give another --db"
+            )
+        expected = _reference_columns(len(self._schemas()))
+        for table in ("migrations", *TABLES):
+            found = _columns(self._conn, table) if objects.get(table) == "table" else None
+            if found == expected.get(table):
+                continue
+            if found is None:
+                raise self._damaged(f"table {table!r} is missing")
+            if table not in expected:
+                raise self._damaged(f"table {table!r} is there, though its migration is not recorded")
+            raise self._damaged(f"table {table!r} has other columns than painters-gguf gives it")
+        triggers = sorted(str(name) for name, kind in objects.items() if kind == "trigger")
+        if triggers:
+            raise self._damaged(f"it holds trigger {_brief(triggers[0])}, which painters-gguf never makes")
+
+    def _schemas(self) -> set[int]:
+        """The migrations the store records as run: 1, 2, ... with none missing; a newer painters-gguf's refused."""
+        done = set()
+        for (number,) in self._conn.execute("SELECT id FROM migrations"):
+            if type(number) is not int or number not in SCHEMA_NUMBERS:
+                raise self._damaged(f"its migrations table holds {_brief(number)}, not a schema number")
+            done.add(number)
+        if done and max(done) > len(MIGRATIONS):
+            raise PaintersError(
+                f"results store {self.path} was written by a newer painters-gguf (schema {max(done)}, this one knows "
+                f"{len(MIGRATIONS)}): upgrade, or use another --db"
+            )
+        missing = set(range(1, max(done, default=0) + 1)) - done
+        if missing:
+            raise self._damaged(f"its migrations table records schema {max(done)} but not {min(missing)}")
+        return done
+
     def _migrate(self) -> None:
         with self.transaction():
-            self._conn.execute(
-                "CREATE TABLE IF NOT EXISTS migrations (id INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_utc TEXT NOT NULL)"
-            )
-            done = {row[0] for row in self._conn.execute("SELECT id FROM migrations")}
-            if done and max(done) > len(MIGRATIONS):
-                raise PaintersError(
-                    f"results store {self.path} was written by a newer painters-gguf (schema {max(done)}, this one knows "
-                    f"{len(MIGRATIONS)}): upgrade, or use another --db"
-                )
+            self._conn.execute(MIGRATIONS_TABLE)
+            done = self._schemas()
             for number, migration in enumerate(MIGRATIONS, 1):
                 if number not in done:
                     migration(self._conn)
@@ -196,14 +289,6 @@ class Store:
                         "INSERT INTO migrations (id, name, applied_utc) VALUES (?, ?, ?)",
                         (number, migration.__name__, utc_now()),
                     )
-
-    def _check_tables(self) -> None:
-        present = {row[0] for row in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        missing = [table for table in TABLES if table not in present]
-        if missing:
-            raise PaintersError(
-                f"results store {self.path} is damaged: table {missing[0]!r} is missing; move it away, or use another --db"
-            )
 
     def transaction(self) -> _Transaction:
         return _Transaction(self)
@@ -220,7 +305,7 @@ class Store:
                 "SELECT id FROM runs WHERE model_sha256 = ? AND plan = ? AND task = ? AND task_version = ? AND settings = ?",
                 (key.model_sha256, key.plan, key.task, key.task_version, key.settings_json),
             ).fetchone()
-        return int(row[0])
+        return self._run_id(None if row is None else row[0])
 
     def find_run(self, key: RunKey) -> int | None:
         """The run's id if the store has it; writes nothing (for readers such as `report`)."""
@@ -229,7 +314,12 @@ class Store:
                 "SELECT id FROM runs WHERE model_sha256 = ? AND plan = ? AND task = ? AND task_version = ? AND settings = ?",
                 (key.model_sha256, key.plan, key.task, key.task_version, key.settings_json),
             ).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else self._run_id(row[0])
+
+    def _run_id(self, value: object) -> int:
+        if type(value) is not int:
+            raise self._damaged(f"a run's id is {_brief(value)}, not an integer")
+        return value
 
     def settings_with_results(self, model_sha256: str, plan: str, task: str) -> list[dict]:
         """The settings of the runs of this model, plan and task that hold documents, most first."""
@@ -243,31 +333,35 @@ class Store:
         for text, _ in rows:
             try:
                 settings = json.loads(text)
-            except ValueError:
+            except (TypeError, ValueError, RecursionError):
                 continue  # a damaged row: not a set of settings to offer
             if isinstance(settings, dict):
                 found.append(settings)
         return found
 
     def doc_indices(self, run_id: int) -> set[int]:
-        """The documents a run holds, without reading them."""
+        """The documents a run holds, without reading them (a row whose index is not an integer names none)."""
         with self.errors():
-            return {int(i) for (i,) in self._conn.execute("SELECT doc_index FROM docs WHERE run_id = ?", (run_id,))}
+            rows = self._conn.execute("SELECT doc_index FROM docs WHERE run_id = ?", (run_id,)).fetchall()
+        return {index for (index,) in rows if type(index) is int}
 
     def results(self, run_id: int) -> tuple[dict[int, dict], list[int]]:
-        """The run's stored documents, and the indices of damaged ones (not a JSON object)."""
+        """The run's stored documents, and the indices of damaged ones (not a JSON object); a row
+        whose index is not an integer names no document and is left out."""
         results, damaged = {}, []
         with self.errors():
             rows = self._conn.execute("SELECT doc_index, result FROM docs WHERE run_id = ?", (run_id,)).fetchall()
         for index, text in rows:
+            if type(index) is not int:
+                continue
             try:
                 result = json.loads(text)
             except (TypeError, ValueError, RecursionError):
                 result = None
             if isinstance(result, dict):
-                results[int(index)] = result
+                results[index] = result
             else:
-                damaged.append(int(index))
+                damaged.append(index)
         return results, damaged
 
     def add(self, run_id: int, results: Iterable[tuple[int, dict]], seconds: float, machine: dict[str, str]) -> None:
@@ -298,6 +392,21 @@ class Store:
                 pass  # still locked by another process: its row stays until a lock error reads it as stale
             self.db.close()
             self.db = None
+
+
+def _writer(row: tuple[object, ...]) -> tuple[int, str, str, str] | None:
+    """A `writers` row as (pid, host, command, since), or None where it is not one painters-gguf
+    writes: a pid out of range, a host not printable, a command too long, a time not ISO 8601."""
+    pid, host, command, since = row
+    if type(pid) is not int or pid not in PIDS or not isinstance(host, str) or not isinstance(command, str):
+        return None
+    if not isinstance(since, str) or not (host.isprintable() and len(host) <= 255 and len(command) <= 300):
+        return None
+    try:
+        datetime.datetime.fromisoformat(since)
+    except ValueError:
+        return None
+    return pid, host, command, since
 
 
 def _alive(pid: int) -> bool:
