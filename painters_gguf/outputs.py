@@ -10,11 +10,15 @@ the target and renamed over it, so a full disk or a crash never leaves half a fi
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
+import re
+import signal
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -29,11 +33,27 @@ def expand(path: str | os.PathLike[str]) -> Path:
         raise PaintersError(f"{path}: {err}") from None
 
 
-def check_output(path: Path, what: str, *, inputs: Iterable[Path] = (), input_dirs: Iterable[Path] = ()) -> Path:
+@dataclasses.dataclass(frozen=True)
+class RunInputs:
+    """What a run reads, which none of its outputs may be: files (the model, results stores, a
+    matrix read back; SQLite's -wal, -shm and -journal files beside each count too) and folders
+    whose every file is an input (the benchmark data, the model cache)."""
+
+    files: tuple[Path, ...] = ()
+    folders: tuple[tuple[str, Path], ...] = ()  # (what it is, the folder)
+
+    def check(self, path: str | os.PathLike[str], what: str) -> Path:
+        """`check_output` against these inputs."""
+        return check_output(path, what, inputs=self.files, input_dirs=self.folders)
+
+
+def check_output(
+    path: str | os.PathLike[str], what: str, *, inputs: Iterable[Path] = (), input_dirs: Iterable[tuple[str, Path]] = ()
+) -> Path:
     """The path to write `what` to, refused if writing there would destroy something.
 
     `inputs` are files of this run (store, model); `input_dirs` are folders whose files are inputs
-    (the benchmark data). Creates missing parent folders; checks the folder is writable.
+    (the benchmark data, the model cache), each with what it is. Creates missing parent folders; checks the folder is writable.
     """
     path = expand(path)
     try:
@@ -52,15 +72,26 @@ def check_output(path: Path, what: str, *, inputs: Iterable[Path] = (), input_di
     for other in inputs:
         if _same_file(path, other):
             raise PaintersError(f"{what} {path} is {other.name}, an input of this run: writing there would destroy it")
-    for folder in input_dirs:
+    for label, folder in input_dirs:
         if _inside(path, folder):
-            raise PaintersError(f"{what} {path} is inside the benchmark data folder {folder}: give a path outside it")
+            raise PaintersError(f"{what} {path} is inside {label} {folder}: give a path outside it")
     make_folder(path.parent, f"the folder of {what} {path}")
     if not os.access(path.parent, os.W_OK):
         raise PaintersError(f"{what} {path}: the folder {path.parent} is not writable")
     if st is not None and not os.access(path, os.W_OK):
         raise PaintersError(f"{what} {path} exists and is not writable")
     return path
+
+
+def file_in_folder(option: str | os.PathLike[str], name: str, filename: str) -> Path:
+    """An output option as lm-eval's --output_path: a folder (existing, or written with a trailing
+    /) gets <folder>/<name>/<filename>; anything else is the file itself. `name` (a model's, from
+    outside) is made a plain folder name that cannot lead out of the folder."""
+    folder = expand(option)
+    if not (folder.is_dir() or str(option).endswith(("/", os.sep))):
+        return folder
+    safe = re.sub(r"[\"<>:/|\\?*\[\]]+", "__", name).lstrip(".") or "model"
+    return folder / safe / filename
 
 
 def make_folder(folder: Path, what: str) -> None:
@@ -118,22 +149,66 @@ def _write(path: Path, chunks: Iterable[bytes]) -> None:
 def replaced(path: Path) -> Iterator[Path]:
     """A temporary path beside `path` for the block to write; when the block ends without an
     error it is synced and renamed over `path` (with the mode a new file gets, or the old one's),
-    else removed: a full disk or a crash never leaves half a file."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    os.close(fd)
-    part = Path(name)
-    try:
-        yield part
-        fd = os.open(part, os.O_RDONLY)
+    else removed: a full disk, Ctrl-C, SIGTERM or SIGHUP never leaves half a file (a crash or
+    SIGKILL leaves the temporary `.NAME.*`, never a `path` that was not written whole)."""
+    with _termination_unwinds():
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        os.close(fd)
+        part = Path(name)
         try:
-            os.fsync(fd)
+            yield part
+            fd = os.open(part, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            # a temporary file is private (0600): give the result the mode a new file gets, or the old one's
+            os.chmod(part, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask())
+            os.replace(part, path)
         finally:
-            os.close(fd)
-        # a temporary file is private (0600): give the result the mode a new file gets, or the old one's
-        os.chmod(part, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask())
-        os.replace(part, path)
+            part.unlink(missing_ok=True)
+
+
+TERMINATIONS = tuple(signal.Signals[name] for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
+
+
+class _Terminated(BaseException):
+    """A termination signal, raised so that `finally` clauses run before the process ends by it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def _termination_unwinds() -> Iterator[None]:
+    """While the block runs, a termination signal that would end the process on the spot (its
+    handler the default) first unwinds the block, so that its `finally` clauses clean up, and then
+    ends the process as the signal does (further ones are ignored meanwhile); the handlers are
+    restored after. An ignored signal (`nohup`) stays ignored, a handler of the program's (Python's
+    Ctrl-C) stays. Main thread only: the only one that may set handlers, and the one that runs them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    installed = [signum for signum in TERMINATIONS if signal.getsignal(signum) is signal.SIG_DFL]
+
+    def terminate(signum: int, frame: object) -> None:
+        for other in installed:
+            signal.signal(other, signal.SIG_IGN)
+        raise _Terminated(signum)
+
+    for signum in installed:
+        signal.signal(signum, terminate)
+    try:
+        yield
+    except _Terminated as terminated:
+        for signum in installed:
+            signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(terminated.signum)  # the default action: the process ends here
+        raise SystemExit(128 + terminated.signum) from None  # were it handled elsewhere meanwhile
     finally:
-        part.unlink(missing_ok=True)
+        for signum in installed:
+            signal.signal(signum, signal.SIG_DFL)
 
 
 def _umask() -> int:
