@@ -45,13 +45,14 @@ def list_models() -> None:
 
 @app.command("fetch")
 def fetch_model(name: Annotated[str, typer.Argument(help="A catalog name, e.g. smollm2-135m.")] = DEFAULT_MODEL) -> None:
-    """Download a catalog model once (checking its sha256) and print its path."""
+    """Download a catalog model once (checking its size and sha256) and print its path; a downloaded copy
+    that is damaged is downloaded again."""
     entry = find(name)
     if entry is None:
         fail(f"unknown model {name!r}: the catalog has {', '.join(m.name for m in CATALOG)}")
         return
     try:
-        path = fetch(entry, log=lambda line: err.print(escape(line)))
+        path = fetch(entry, log=lambda line: err.print(escape(line)), replace_damaged=True)
     except PaintersError as error:
         fail(str(error))
         return

