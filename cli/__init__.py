@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
+
 
 def main() -> None:
     """Entry point: bad input (an option value, a file, a plan; even while importing) is one line
@@ -25,14 +27,15 @@ def main() -> None:
     except PaintersError as error:
         _fail(str(error))
     except (KeyboardInterrupt, typer.Abort):
-        _say("interrupted: finished documents are saved; run the same command to resume")
-        sys.exit(130)
+        code = INTERRUPTED
     except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
     except OSError as error:  # the environment: a full disk or terminal, a read-only folder
         where = f" ({error.filename})" if error.filename else ""
         _fail((error.strerror or str(error)) + where)
+    if code == INTERRUPTED:  # Typer turns a KeyboardInterrupt inside a command into this code, silently
+        _say("interrupted: finished documents are saved; run the same command to resume")
     sys.exit(code if isinstance(code, int) else 0)
 
 

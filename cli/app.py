@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +10,7 @@ import typer
 
 from painters_gguf.cli import eval as eval_cmd
 from painters_gguf.cli import export, models, plan, search, similarity, sweep
-from painters_gguf.fetch import data_dir
+from painters_gguf.fetch import default_store
 from painters_gguf.outputs import expand
 
 app = typer.Typer(
@@ -34,10 +33,6 @@ class Globals:
     db: Path
 
 
-def default_db() -> Path:
-    return expand(os.environ.get("PAINTERS_GGUF_DB") or data_dir() / "results.db")
-
-
 def show_version(value: bool) -> None:
     if value:
         from painters_gguf import __version__
@@ -56,4 +51,4 @@ def main_options(
         Path | None, typer.Option("--db", help="Results store (SQLite). Default: $PAINTERS_GGUF_DB or the user data dir.")
     ] = None,
 ) -> None:
-    ctx.obj = Globals(db=expand(db) if db is not None else default_db())
+    ctx.obj = Globals(db=expand(db) if db is not None else default_store())

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
-import os
 import time
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -17,12 +16,11 @@ from painters_gguf import metrics, outputs, sweeps, variants
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.render import fmt
-from painters_gguf.cli.session import open_session, progress_bar
-from painters_gguf.data import data_dir
+from painters_gguf.cli.session import open_session, progress_bar, run_inputs
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import PreparedTask, Progress, TaskScores
 from painters_gguf.plan import Plan
-from painters_gguf.report import results_json, sample_records, sanitize, write_json, write_samples
+from painters_gguf.report import results_json, sample_records, write_json, write_samples
 
 
 def scores_table(title: str, prepared: list[PreparedTask], plan_scores: list[TaskScores], full_scores: list[TaskScores]) -> Table:
@@ -43,15 +41,6 @@ def scores_table(title: str, prepared: list[PreparedTask], plan_scores: list[Tas
                 prep.task.name, f"{metric.name} {arrow}", str(plan_s.n_docs), fmt(value, stderr), fmt(full_value), fmt(norm)
             )
     return table
-
-
-def results_file(option: str, model: Path, stamp: str) -> Path:
-    """-o as lm-eval's --output_path: a folder (existing, or written with a trailing /) gets
-    <folder>/<model>/results_<time>.json; anything else is the file itself."""
-    folder = outputs.expand(option)
-    if not (folder.is_dir() or str(option).endswith(("/", os.sep))):
-        return folder
-    return folder / sanitize(model.stem) / f"results_{stamp}.json"
 
 
 @options.with_scoring_options()
@@ -84,20 +73,19 @@ def eval_command(
     session = open_session(default_db=ctx.obj.db, scoring=scoring)
     path, llm, prepared, evaluator = session.path, session.model, session.prepared, session.evaluator
     # every output checked before any scoring: none may be an input of this run
-    inputs, data_folder = [path, evaluator.store.path], [data_dir(scoring.data)]
+    inputs = run_inputs(evaluator.store.path, model=path, data=scoring.data)
     if log_samples and output is None:
         raise PaintersError("--log-samples writes beside the results: give -o FILE or -o FOLDER/ too")
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
     results_path = samples = None
     if output is not None:
-        results_path = outputs.check_output(results_file(output, path, stamp), "--output", inputs=inputs, input_dirs=data_folder)
+        results_path = inputs.check(outputs.file_in_folder(output, path.stem, f"results_{stamp}.json"), "--output")
     if log_samples and results_path is not None:
+        beside = dataclasses.replace(inputs, files=(*inputs.files, results_path))
         samples = {
-            (prep.task.name, full): outputs.check_output(
+            (prep.task.name, full): beside.check(
                 results_path.parent / f"samples_{prep.task.name}{'-full-model' if full else ''}_{stamp}.jsonl",
                 "--log-samples",
-                inputs=[*inputs, results_path],
-                input_dirs=data_folder,
             )
             for prep in prepared
             for full in (False, True)

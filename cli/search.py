@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,9 +14,9 @@ from painters_gguf import outputs, tasks
 from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.options import Scoring, with_scoring_options
 from painters_gguf.cli.render import fmt, number
-from painters_gguf.cli.session import open_session, progress_bar
-from painters_gguf.data import data_dir
+from painters_gguf.cli.session import open_session, progress_bar, run_inputs, store_path
 from painters_gguf.errors import PaintersError
+from painters_gguf.fetch import locate_model
 from painters_gguf.search import Entry, Found, Scores, Search, check_budget, measure_influence
 
 LEADERBOARD_ROWS = 5
@@ -102,7 +102,10 @@ def search(
     rounds: Annotated[int, typer.Option("--rounds", min=0, max=100, help="Beam-search rounds.")] = 2,
     first_items: Annotated[int, typer.Option("--first-items", min=1, help="Items per task of the first rung.")] = 8,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the random candidates.")] = 0,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write the result as JSON.")] = None,
+    output: Annotated[
+        str | None,  # a str: a trailing / (a folder to create) must survive
+        typer.Option("--output", "-o", help="Write the result as JSON to this file, or into this folder (as eval's -o)."),
+    ] = None,
     *,
     scoring: Scoring,
 ) -> None:
@@ -110,8 +113,11 @@ def search(
     if scoring.limit is not None:
         raise PaintersError("--limit: a search picks its items itself; give --search-items and --held-out")
     json_path = None
-    if output is not None:
-        json_path = outputs.check_output(output, "--output", input_dirs=[data_dir(scoring.data)])
+    if output is not None:  # checked before the model loads: no input of this run may be the output
+        inputs = run_inputs(store_path(ctx.obj.db, scoring), model=scoring.model, data=scoring.data)
+        stem = locate_model(scoring.model)[0].stem
+        stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
+        json_path = inputs.check(outputs.file_in_folder(output, stem, f"search_{budget:g}_{stamp}.json"), "--output")
     check_budget(budget)
     if any(task.generation for task in tasks.select(scoring.task_names)):
         raise PaintersError("search scores log-likelihood tasks; leave gsm8k out of --tasks")

@@ -16,9 +16,9 @@ from painters_gguf.cli.console import err
 from painters_gguf.data import data_dir
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, prepare
-from painters_gguf.fetch import resolve_model
+from painters_gguf.fetch import default_store, locate_model, model_cache, resolve_model
 from painters_gguf.gguf_check import check_model_file
-from painters_gguf.outputs import expand
+from painters_gguf.outputs import RunInputs, expand
 from painters_gguf.store import Store
 
 if TYPE_CHECKING:
@@ -60,9 +60,26 @@ def open_session(*, default_db: Path, scoring: Scoring, vocab_only: bool = False
         add_bos=bool(settings.add_bos),
         flash_attn=settings.flash_attn,
     )
-    store = Store(expand(scoring.db) if scoring.db is not None else default_db)
+    store = Store(store_path(default_db, scoring))
     atexit.register(store.close)  # its `writers` row goes with the process
     return Session(path, Evaluator(scorer, store, settings), prepared, scoring, data)
+
+
+def store_path(default_db: Path, scoring: Scoring) -> Path:
+    """The results store: --db after the command, else the one before it (or the default)."""
+    return expand(scoring.db) if scoring.db is not None else default_db
+
+
+def run_inputs(
+    store: Path | None, *, model: str | Path | None, data: str | Path | None, more: tuple[Path, ...] = ()
+) -> RunInputs:
+    """What a command reads, against which every file it writes is checked: the model (a catalog
+    name: its place in the cache, fetched or not), the store it uses and the default one, `more`
+    files it reads, the benchmark data folder and the model cache."""
+    model_file = model if isinstance(model, Path) else locate_model(model)[0]
+    files = (model_file, *([store] if store is not None else []), default_store(), *more)
+    folders = (("the benchmark data folder", data_dir(data)), ("the model cache", model_cache()))
+    return RunInputs(tuple(files), folders)
 
 
 def load_model(spec: str | None, *, n_gpu_layers: int = 0, vocab_only: bool = False) -> tuple[Path, Model]:

@@ -14,13 +14,14 @@ from painters_gguf import outputs, variants
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.render import heatmap, shade_scale
-from painters_gguf.cli.session import load_model, progress_bar
+from painters_gguf.cli.session import load_model, progress_bar, run_inputs
 from painters_gguf.data import data_dir, load_split
 from painters_gguf.evaluate import default_add_bos
 from painters_gguf.tasks import TASKS
 
 
 def similarity(
+    typer_ctx: typer.Context,
     model: options.Model = None,
     plan: Annotated[str, typer.Option("--plan", "-p", help="A variant or plan text (default: the full model).")] = "full",
     n: options.N = 0,
@@ -40,8 +41,9 @@ def similarity(
     path, llm = load_model(model, n_gpu_layers=n_gpu_layers)
     npy = csv = None
     if output is not None:  # checked before any work: neither file may be an input of this run
-        npy = outputs.check_output(output.with_suffix(".npy"), "--output", inputs=[path], input_dirs=[data_dir(data)])
-        csv = outputs.check_output(npy.with_suffix(".csv"), "--output (its .csv)", inputs=[path], input_dirs=[data_dir(data)])
+        inputs = run_inputs(typer_ctx.obj.db, model=path, data=data)
+        npy = inputs.check(output.with_suffix(".npy"), "--output")
+        csv = inputs.check(npy.with_suffix(".csv"), "--output (its .csv)")
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
     task = TASKS["lambada_openai"]
     rows = load_split(data_dir(data), task.eval_split, task.check_row)[:docs]

@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import os
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -16,7 +17,7 @@ from painters_gguf import outputs, sweeps, variants
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.render import looped_heatmap, summary_table, sweep_table
-from painters_gguf.cli.session import Session, open_session, progress_bar
+from painters_gguf.cli.session import Session, open_session, progress_bar, run_inputs
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import TaskScores
 from painters_gguf.plan import Plan
@@ -59,7 +60,10 @@ RayAddress = Annotated[
         "auto (the running cluster) or an address (ray://head:10001). The store stays here.",
     ),
 ]
-REACH_TIMEOUT = 10  # seconds to connect to a Ray head given by address
+REACH_TIMEOUT = 10  # seconds for a Ray head given by address to answer
+# a Ray head (its GCS server; the Ray Client server for ray://) speaks gRPC, so HTTP/2: to a client's
+# preface and empty SETTINGS frame it answers first with a SETTINGS frame of its own (RFC 9113, 3.4)
+H2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 
 RayWorkers = Annotated[
     int | None,
@@ -131,17 +135,49 @@ def _ray_workers(resources: dict[str, float], asked: int | None, threads: int, *
 
 
 def _check_reachable(address: str) -> None:
-    """`local`, `auto`, or a head that answers at HOST:PORT (ray://HOST:PORT): checked in seconds,
-    where Ray itself would retry for minutes."""
+    """`local`, `auto`, or a Ray head at HOST:PORT (ray://HOST:PORT): checked within REACH_TIMEOUT,
+    where Ray itself would retry for minutes on a port that is closed or is not a Ray head."""
     if address in ("local", "auto"):
         return
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise PaintersError(f"--ray {address!r}: give local, auto, HOST:PORT or ray://HOST:PORT")
+    deadline = time.monotonic() + REACH_TIMEOUT
     try:
-        socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT).close()
+        conn = socket.create_connection((host, int(port)), timeout=REACH_TIMEOUT)
     except OSError as error:
         raise PaintersError(f"--ray {address}: no Ray head answers there ({error.strerror or error})") from None
+    with conn:
+        if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+            return  # as Ray reads it: the head speaks TLS first, so its answering is what is checked
+        try:
+            conn.sendall(H2_HELLO)
+            frame = _receive(conn, 9, deadline)
+        except OSError:
+            frame = b""
+    if not _is_settings(frame):
+        raise PaintersError(f"--ray {address}: not a Ray head (no gRPC handshake there within {REACH_TIMEOUT} s)")
+
+
+def _is_settings(header: bytes) -> bool:
+    """A frame header of SETTINGS (type 4), no ACK, on stream 0, of whole 6-byte settings."""
+    length, stream = int.from_bytes(header[:3], "big"), int.from_bytes(header[5:9], "big") & 0x7FFFFFFF
+    return len(header) == 9 and header[3] == 4 and not header[4] & 1 and stream == 0 and length % 6 == 0
+
+
+def _receive(conn: socket.socket, size: int, deadline: float) -> bytes:
+    """Up to `size` bytes, fewer where the peer closes first; TimeoutError past the deadline."""
+    data = b""
+    while len(data) < size:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        conn.settimeout(left)
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def _on_ray(session: Session, plans: list[Plan], compute: Compute, progress: Callable[[int], None]) -> None:
@@ -246,11 +282,12 @@ def report(
 
         matrix = load_similarity(similarity)
     session = open_session(default_db=ctx.obj.db, scoring=scoring)
+    inputs = run_inputs(
+        session.evaluator.store.path, model=session.path, data=scoring.data, more=(*([similarity] if similarity else []),)
+    )
     if plot is not None:  # before anything else: a folder for the figures that can be written
         plot = outputs.expand(plot)
-        outputs.make_folder(plot, "--plot")
-        if not os.access(plot, os.W_OK):
-            raise PaintersError(f"--plot {plot}: the folder is not writable")
+        inputs.check(plot / "fig-variants.png", "--plot")  # the folder: made, writable, not one the run reads
     cells, full = _cells(session, variant, plan, seeds, iters, None)
     _show(session, cells, full)
     if plot is not None:
@@ -258,7 +295,7 @@ def report(
 
         name = session.model.meta("general.name") or session.path.name  # the model's name, as its card gives it
         tasks = [prep.task for prep in session.prepared]
-        written, notes = figures.write_all(plot, name, session.model.n_layer, cells, tasks, matrix)
+        written, notes = figures.write_all(plot, inputs, name, session.model.n_layer, cells, tasks, matrix)
         for path in written:
             err.print(f"wrote {untrusted(path)}")
         for note in notes:

@@ -32,9 +32,10 @@ def _literal(text: str) -> str:
     return text.replace("$", r"\$")
 
 
-def _save(fig, folder: Path, stem: str) -> list[Path]:  # noqa: ANN001
-    """The figure as PNG and SVG in folder, each written whole or not at all."""
-    paths = [outputs.check_output(folder / f"{stem}.{kind}", "figure") for kind in ("png", "svg")]
+def _save(fig, folder: Path, stem: str, inputs: outputs.RunInputs) -> list[Path]:  # noqa: ANN001
+    """The figure as PNG and SVG in folder, each written whole or not at all, and neither over an
+    input of the run."""
+    paths = [inputs.check(folder / f"{stem}.{kind}", "figure") for kind in ("png", "svg")]
     for path, options in zip(paths, ({"dpi": 110}, {}), strict=True):
         buffer = io.BytesIO()
         fig.savefig(buffer, format=path.suffix[1:], bbox_inches="tight", **options)
@@ -47,7 +48,7 @@ MIN_POINTS = 2
 
 
 def variant_figure(
-    folder: Path, model: str, variant: Variant, cells: Sequence[Cell], tasks: Sequence[Task]
+    folder: Path, inputs: outputs.RunInputs, model: str, variant: Variant, cells: Sequence[Cell], tasks: Sequence[Task]
 ) -> tuple[list[Path], str | None]:
     """Figs. 2, 4-9: normalized score against N (or the layer) for each task, with a band of one
     standard error (random: the spread over seeds). Returns the files, or a note why none."""
@@ -87,12 +88,12 @@ def variant_figure(
     ax.set_ylabel(f"normalized score (0 = chance, 1 = full model)\nband: {spread}", fontsize=9)
     ax.set_title(f"{VARIANTS[variant].title} · {_literal(model)}")
     ax.legend(fontsize=8)
-    paths = _save(fig, folder, f"fig-{variant.value}")
+    paths = _save(fig, folder, f"fig-{variant.value}", inputs)
     plt.close(fig)
     return paths, None
 
 
-def looped_figure(folder: Path, model: str, cells: Sequence[Cell], n_layer: int) -> list[Path]:
+def looped_figure(folder: Path, inputs: outputs.RunInputs, model: str, cells: Sequence[Cell], n_layer: int) -> list[Path]:
     """Fig. 10: mean normalized score by middle width M and iterations; the best per M marked."""
     plt = _pyplot()
     matrix, ns, ks = iteration_grid(cells)
@@ -107,12 +108,12 @@ def looped_figure(folder: Path, model: str, cells: Sequence[Cell], n_layer: int)
     ax.set_ylabel("M (middle layers)")
     ax.set_title(f"Looped parallel · {_literal(model)}")
     fig.colorbar(image, ax=ax, label="mean normalized score")
-    paths = _save(fig, folder, "fig-looped-parallel-iterations")
+    paths = _save(fig, folder, "fig-looped-parallel-iterations", inputs)
     plt.close(fig)
     return paths
 
 
-def summary_figure(folder: Path, model: str, summary: dict[Variant, Summary]) -> list[Path]:
+def summary_figure(folder: Path, inputs: outputs.RunInputs, model: str, summary: dict[Variant, Summary]) -> list[Path]:
     """Fig. 11: every variant's mean and median normalized score (complete grids only)."""
     plt = _pyplot()
     order = sorted(summary, key=lambda v: -summary[v].median)
@@ -124,12 +125,12 @@ def summary_figure(folder: Path, model: str, summary: dict[Variant, Summary]) ->
     ax.set_ylabel("normalized score")
     ax.set_title(f"All variants · {_literal(model)}")
     ax.legend()
-    paths = _save(fig, folder, "fig-variants")
+    paths = _save(fig, folder, "fig-variants", inputs)
     plt.close(fig)
     return paths
 
 
-def similarity_figure(folder: Path, model: str, matrix: np.ndarray) -> list[Path]:
+def similarity_figure(folder: Path, inputs: outputs.RunInputs, model: str, matrix: np.ndarray) -> list[Path]:
     """Fig. 3: the mean cosine similarity of hidden states, embedding output first."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 4.4))
@@ -141,13 +142,14 @@ def similarity_figure(folder: Path, model: str, matrix: np.ndarray) -> list[Path
     ax.set_ylabel("layer")
     ax.set_title(f"Hidden-state cosine similarity · {_literal(model)}", fontsize=10)
     fig.colorbar(image, ax=ax)
-    paths = _save(fig, folder, "fig-similarity")
+    paths = _save(fig, folder, "fig-similarity", inputs)
     plt.close(fig)
     return paths
 
 
 def write_all(
     folder: Path,
+    inputs: outputs.RunInputs,
     model: str,
     n_layer: int,
     cells: dict[Variant, list[Cell]],
@@ -158,19 +160,19 @@ def write_all(
     written: list[Path] = []
     notes: list[str] = []
     for variant, variant_cells in cells.items():
-        paths, note = variant_figure(folder, model, variant, variant_cells, tasks)
+        paths, note = variant_figure(folder, inputs, model, variant, variant_cells, tasks)
         written += paths
         notes += [note] if note else []
         if VARIANTS[variant].looped and len({c.point.iters for c in variant_cells}) > 1:
-            written += looped_figure(folder, model, variant_cells, n_layer)
+            written += looped_figure(folder, inputs, model, variant_cells, n_layer)
     middle = [c for v, group in cells.items() for c in group if v in MIDDLE_VARIANTS]
     summary, _ = summarize(middle)  # the left-out variants are noted with the table
     if len(summary) > 1:
-        written += summary_figure(folder, model, summary)
+        written += summary_figure(folder, inputs, model, summary)
     elif len({c.point.variant for c in middle}) > 1:
         notes.append("fewer than two variants with complete grids: no summary figure written")
     if similarity is not None:
-        written += similarity_figure(folder, model, similarity)
+        written += similarity_figure(folder, inputs, model, similarity)
     return written, notes
 
 

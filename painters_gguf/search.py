@@ -306,7 +306,7 @@ class Search:
                 dropped |= {rng.choices(layers, weights=weights)[0]}
         repeat = None
         if self.repeat_room:
-            length = rng.randint(1, self.repeat_room)
+            length = rng.randint(1, min(self.repeat_room, self.n_layer))  # one block: at most every layer again
             first = rng.randint(0, self.n_layer - length)
             repeat = (first, first + length - 1)
         return Candidate(dropped=dropped, repeat=repeat)

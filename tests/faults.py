@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import stat
@@ -359,8 +360,82 @@ def scenario_outputs(model: Path, data: Path) -> Outcome:
     return outcome
 
 
+def file_digests(paths: list[Path]) -> dict[Path, bytes | None]:
+    return {path: path.read_bytes() if path.exists() else None for path in paths}
+
+
+def scenario_every_output(model: Path, data: Path) -> Outcome:
+    """Every command that writes, given as its output each thing the run reads (the model, the
+    store, its -wal file, the default store named by $PAINTERS_GGUF_DB, a benchmark file, a file
+    of the model cache): refused in one line, every input left as it was. Folders given as
+    outputs hold what is written."""
+    outcome = Outcome("outputs of every command")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        own_data = root / "data"  # a copy: a check that failed here must not touch the shared data
+        for task in ("arc_easy", "lambada_openai"):
+            shutil.copytree(data / task, own_data / task)
+        home, env_db = root / "home", root / "env.db"
+        cached = home / "models" / "other" / "other.gguf"
+        cached.parent.mkdir(parents=True)
+        cached.write_bytes(model.read_bytes())
+        env = environment(own_data, PAINTERS_GGUF_HOME=str(home), PAINTERS_GGUF_DB=str(env_db))
+        model_copy, db = root / "model.gguf", root / "r.db"
+        model_copy.write_bytes(model.read_bytes())
+        scoring = ["-m", str(model_copy), "--tasks", "arc_easy", "--threads", "2"]
+        for store in (env_db, db):  # both stores exist
+            cli("--db", str(store), "eval", *scoring, "--limit", "2", env=env)
+        data_file = own_data / "arc_easy" / "test.jsonl"
+        targets = {
+            model_copy: "is model.gguf, an input of this run",
+            db: "is r.db, an input of this run",
+            db.with_name("r.db-wal"): "is r.db, an input of this run",
+            env_db: "is env.db, an input of this run",
+            data_file: "is inside the benchmark data folder",
+            cached: "is inside the model cache",
+        }
+        commands = {
+            "eval": [*scoring, "--limit", "2"],
+            "search": [*scoring, "--budget", "0.75", "--search-items", "2", "--held-out", "2"],
+            "export": ["0-1", "-m", str(model_copy)],
+        }
+        before = file_digests([model_copy, env_db, data_file, cached]), store_docs(db)
+        for command, args in commands.items():
+            for target, message in targets.items():
+                outcome.check_error(cli("--db", str(db), command, *args, "-o", str(target), env=env), message)
+        sim = ["similarity", "-m", str(model_copy), "--docs", "2", "--data-dir", str(own_data)]
+        for target, message in {
+            data_file: "is inside the benchmark data folder",
+            cached: "is inside the model cache",
+            root / "sim.npy": "is sim.npy, an input of this run",  # a store may have any name
+        }.items():
+            outcome.check_error(cli("--db", str(root / "sim.npy"), *sim, "-o", str(target), env=env), message)
+        for folder, message in (
+            (own_data / "figures", "inside the benchmark data folder"),
+            (cached.parent, "inside the model cache"),
+        ):
+            report = ["report", "-m", str(model_copy), "--tasks", "arc_easy", "--limit", "2", "--plot", str(folder)]
+            outcome.check_error(cli("--db", str(db), *report, env=env), message)
+        after = file_digests([model_copy, env_db, data_file, cached]), store_docs(db)
+        outcome.lost += sum(before[0][path] != after[0][path] for path in before[0]) + int(before[1] != after[1])
+        outcome.lost += int(not db.is_file() or (root / "sim.npy").exists())
+        # a folder as the output: the results go inside it, whatever the model's file name
+        odd = root / "...gguf"
+        odd.write_bytes(model.read_bytes())
+        outcome.tried += 1
+        evals = root / "evals"
+        result = cli("--db", str(db), "eval", "-m", str(odd), "--tasks", "arc_easy", "--limit", "2", "-o", f"{evals}/", env=env)
+        written = sorted(p.relative_to(root) for p in root.rglob("results_*.json"))
+        if result.returncode == 0 and len(written) == 1 and written[0].parts[:2] == ("evals", "model"):
+            outcome.expected += 1
+        else:
+            outcome.notes.append(f"eval -o {evals}/ with the model {odd.name}: exit {result.returncode}, wrote {written}")
+    return outcome
+
+
 def scenario_stores(model: Path, data: Path) -> Outcome:
-    """Stores from a newer schema, with a table missing, with damaged rows, or locked too long."""
+    """Stores from a newer schema, with a table missing, with damaged rows, or locked too long;
+    another program's database, hostile schema numbers and writer rows, paths that are not files."""
     outcome = Outcome("damaged stores")
     env = environment(data)
     with tempfile.TemporaryDirectory() as tmp:
@@ -388,6 +463,42 @@ def scenario_stores(model: Path, data: Path) -> Outcome:
         not_a_db = root / "text.db"
         not_a_db.write_text("not a database, just text\n" * 100)
         outcome.check_error(cli("--db", str(not_a_db), *args, env=env), "file is not a database")
+        # refused before anything is written: another program's database, hostile schema numbers, not a file
+        one_byte = root / "byte.db"
+        one_byte.write_bytes(b"x")  # SQLite would take it for an empty database and overwrite it
+        other = root / "other.db"
+        con = sqlite3.connect(other)
+        con.execute("CREATE TABLE notes (x)")
+        con.commit()
+        con.close()
+        fifo = root / "fifo.db"
+        os.mkfifo(fifo)
+        untouched = {path: path.read_bytes() for path in (one_byte, other)}
+        for store, message in [
+            (one_byte, "byte.db: file is not a database"),
+            (other, "other.db is not a painters-gguf results store (an SQLite database holding 'notes')"),
+            (damaged("negative", "INSERT INTO migrations VALUES (-1, 'x', 't')"), "its migrations table holds -1, not a schema"),
+            (damaged("gap", "DELETE FROM migrations WHERE id = 2"), "its migrations table records schema 3 but not 2"),
+            (fifo, "fifo.db is not a regular file"),
+            (Path("/dev/null"), "/dev/null is not a regular file"),
+        ]:
+            outcome.check_error(cli("--db", str(store), *args, env=env, timeout=60), message)
+        outcome.lost += sum(path.read_bytes() != content for path, content in untouched.items())
+        outcome.lost += len([p for p in root.iterdir() if p.name.startswith(("byte.db-", "other.db-", "fifo.db-"))])
+        outcome.lost += int(any(Path(f"/dev/null{suffix}").exists() for suffix in ("-journal", "-wal", "-shm")))
+        # writer rows that name no process (advisory): forgotten, the run goes on
+        writers = damaged(
+            "writers",
+            "INSERT INTO writers VALUES ('abc', 'h', 'c', 't'), (-1, 'h', 'c', 't'), (4294967296, 'h', 'c', 't')",
+            "INSERT INTO writers VALUES (12, 'h', 'c', 'yesterday'), (13, x'00', 'c', '2026-01-01')",
+        )
+        outcome.tried += 1
+        result = cli("--db", str(writers), *args, env=env)
+        if result.returncode == 0 and "Traceback" not in result.stderr:
+            outcome.expected += 1
+        else:
+            outcome.crashes += 1
+            outcome.notes.append(f"malformed writer rows: exit {result.returncode}: {result.stderr[-300:]}")
         # rows that are not JSON, or lack a metric: scored again, the same numbers as the clean run
         rows = damaged(
             "rows",
@@ -547,7 +658,9 @@ def interrupted(args: list[str], env: dict[str, str], db: Path, fractions: list[
             outcome.notes.append(f"{signum.name} at {at}/{total} documents: {err}")
             continue
         cut_short = stored_documents(db) < total
-        if code in (130, -signal.SIGKILL) and cut_short and "Traceback" not in stderr:
+        said = "interrupted: finished documents are saved; run the same command to resume" in stderr
+        ended_as_asked = code == 130 and said if signum == signal.SIGINT else code == -signum
+        if ended_as_asked and cut_short and "Traceback" not in stderr:
             outcome.expected += 1
         else:
             outcome.crashes += 1
@@ -615,6 +728,7 @@ def run_all(good: Path, other_arch: Path, unknown_arch: Path, tiny: Path, data: 
         scenario_options(tiny, data),
         scenario_environment(tiny, data),
         scenario_outputs(tiny, data),
+        scenario_every_output(tiny, data),
         scenario_stores(tiny, data),
         scenario_untrusted_text(tiny, data),
         scenario_plans(tiny, data),

@@ -155,6 +155,10 @@ def test_outputs_never_destroy_inputs(tiny_bpe_model, shared_data: Path) -> None
     assert_clean(faults.scenario_outputs(tiny_bpe_model.path, shared_data))
 
 
+def test_no_command_writes_over_an_input(tiny_bpe_model, shared_data: Path) -> None:
+    assert_clean(faults.scenario_every_output(tiny_bpe_model.path, shared_data))
+
+
 def test_damaged_and_locked_stores(tiny_bpe_model, shared_data: Path) -> None:
     assert_clean(faults.scenario_stores(tiny_bpe_model.path, shared_data))
 

@@ -7,9 +7,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -196,4 +200,107 @@ def test_ray_options_refuse_bad_values(tiny_bpe_model, shared_data: Path, tmp_pa
         [CLI, "--db", str(db), *args, "--data-dir", str(shared_data), *options], capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not db.exists()
+
+
+def http_server(conn: socket.socket) -> None:
+    conn.recv(1024)
+    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+
+def echo_server(conn: socket.socket) -> None:
+    while data := conn.recv(1024):
+        conn.sendall(data)
+
+
+def silent_server(conn: socket.socket) -> None:
+    while conn.recv(1024):  # reads until the client leaves, never answers
+        pass
+
+
+def closing_server(conn: socket.socket) -> None:
+    pass  # closes at once
+
+
+def settings_server(conn: socket.socket) -> None:
+    """What a gRPC server (a Ray head) answers first: a SETTINGS frame of one setting."""
+    conn.recv(1024)
+    conn.sendall(bytes([0, 0, 6, 4, 0, 0, 0, 0, 0]) + bytes([0, 3, 0, 0, 0, 100]))
+
+
+@contextmanager
+def listener(answer: Callable[[socket.socket], None], connections: int = 1) -> Iterator[str]:
+    """HOST:PORT of a server on 127.0.0.1 that answers each connection so; it stops by itself
+    within seconds whatever the client does."""
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(30)
+
+    def serve() -> None:
+        try:
+            for _ in range(connections):
+                conn, _ = server.accept()
+                with conn:
+                    conn.settimeout(30)
+                    answer(conn)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.getsockname()[1]}"
+    finally:
+        thread.join(timeout=30)
+        server.close()
+
+
+def check_in_time(address: str) -> str | None:
+    """The refusal of --ray ADDRESS (None where it passes), asserting it came within the bound."""
+    from painters_gguf.cli.sweep import REACH_TIMEOUT, _check_reachable
+    from painters_gguf.errors import PaintersError
+
+    refusals: list[str] = []
+    done = threading.Event()
+
+    def check() -> None:
+        try:
+            _check_reachable(address)
+        except PaintersError as error:
+            refusals.append(str(error))
+        finally:
+            done.set()
+
+    threading.Thread(target=check, daemon=True).start()
+    assert done.wait(REACH_TIMEOUT + 5), f"--ray {address}: the check outlived its {REACH_TIMEOUT} s"
+    return refusals[0] if refusals else None
+
+
+@pytest.mark.parametrize("answer", [http_server, echo_server, silent_server, closing_server], ids=lambda f: f.__name__)
+def test_a_port_that_answers_but_is_no_ray_head_is_refused_in_seconds(answer: Callable[[socket.socket], None]) -> None:
+    """Ray would wait minutes on it: one line within REACH_TIMEOUT instead."""
+    with listener(answer) as address:
+        refusal = check_in_time(address)
+    assert refusal == f"--ray {address}: not a Ray head (no gRPC handshake there within 10 s)"
+
+
+def test_a_server_that_speaks_grpc_passes_the_check() -> None:
+    """The handshake a Ray head (GCS, or the Ray Client server for ray://) answers passes."""
+    with listener(settings_server, connections=2) as address:
+        assert check_in_time(address) is None
+        assert check_in_time(f"ray://{address}") is None
+
+
+def test_ray_refuses_a_port_that_is_no_ray_head(tiny_bpe_model, shared_data: Path, tmp_path: Path) -> None:
+    """One line and exit 2 from the command, before the model loads; nothing written."""
+    db = tmp_path / "r.db"
+    args = ["sweep", "-m", str(tiny_bpe_model.path), "--plan", "0,2-3", "--tasks", "arc_easy", "--limit", "2"]
+    with listener(http_server) as address:
+        result = subprocess.run(
+            [CLI, "--db", str(db), *args, "--data-dir", str(shared_data), "--ray", f"ray://{address}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert f"error: --ray ray://{address}: not a Ray head" in result.stderr
     assert not db.exists()

@@ -68,6 +68,19 @@ def test_paper_skip_and_influence_pruning_at_the_budget() -> None:
     assert search.paper_skip() == Candidate()
 
 
+@pytest.mark.parametrize("budget", [1.5, 2.0, 2.5, 4.0])
+def test_random_candidates_fit_the_model_at_any_budget(budget: float) -> None:
+    """Above 2 the room for repeats is larger than the model: the one repeated block is at most
+    every layer again (a block past the last layer was a traceback)."""
+    search = Search.__new__(Search)
+    search.n_layer, search.max_slots = N_LAYER, int(budget * N_LAYER)
+    rng = random.Random(0)
+    for _ in range(200):
+        candidate = search.random_candidate(rng)
+        assert candidate.repeat is not None and 0 <= candidate.repeat[0] <= candidate.repeat[1] < N_LAYER
+        assert candidate.valid(N_LAYER, search.max_slots)
+
+
 def test_rungs() -> None:
     assert _rungs(8, 60) == [8, 24, 60]
     assert _rungs(8, 72) == [8, 24, 72]
@@ -224,7 +237,9 @@ def planted_folder(tiny8: Model, tmp_path_factory: pytest.TempPathFactory) -> Pa
 def test_cli_search_killed_and_rerun_gives_the_same_result(tiny8: Model, planted_folder: Path, tmp_path: Path) -> None:
     """The search's JSON after a SIGKILL midway and a rerun equals that of a run never stopped."""
     args = ["search", "-m", str(tiny8.path), "--budget", "0.75", *SEARCH]
-    whole = run_cli("--db", str(tmp_path / "whole.db"), *args, "-o", str(tmp_path / "whole.json"), data=planted_folder)
+    whole = run_cli("--db", str(tmp_path / "whole.db"), *args, "-o", f"{tmp_path / 'found'}/", data=planted_folder)
+    (whole_json,) = (tmp_path / "found" / tiny8.path.stem).glob("search_0.75_*.json")  # a folder: as eval's -o
+    whole_json.rename(tmp_path / "whole.json")
     assert "search #1" in whole.stdout and "0-2,5-7" in whole.stdout  # the planted plan, in the final table
     total = stored_documents(tmp_path / "whole.db")
     db = tmp_path / "killed.db"

@@ -19,6 +19,7 @@ from tiny_llama import Reference, TinyWeights
 
 from painters_gguf import sweeps, variants
 from painters_gguf.errors import PaintersError, PlanError
+from painters_gguf.outputs import RunInputs
 from painters_gguf.plan import Plan
 from painters_gguf.tasks import TASKS
 from painters_gguf.variants import Variant
@@ -267,7 +268,7 @@ def test_every_variant_has_a_grid_a_help_line_and_a_figure(variant: Variant, tmp
     assert len(points) == GRID_SIZES[variant] and {p.variant for p in points} == {variant}
     assert f"{variant.value} ({variants.VARIANTS[variant].help})" in variants.names_help(with_plans=True)
     cells = [sweeps.Cell(p, {"arc_easy": 0.5}, {"arc_easy": 0.6}, {"arc_easy": 0.1}, {"arc_easy": 20}) for p in points]
-    written, note = figures.variant_figure(tmp_path, "tiny", variant, cells, [TASKS["arc_easy"]])
+    written, note = figures.variant_figure(tmp_path, RunInputs(), "tiny", variant, cells, [TASKS["arc_easy"]])
     if len({p.n for p in points}) < figures.MIN_POINTS:  # the full model: one point, nothing to draw
         assert written == [] and note is not None and "no figure written" in note
     else:
