@@ -10,8 +10,8 @@ import typer
 
 from painters_gguf.cli import eval as eval_cmd
 from painters_gguf.cli import export, models, plan, search, similarity, sweep
-from painters_gguf.fetch import default_store
 from painters_gguf.outputs import expand
+from painters_gguf.paths import default_store
 
 app = typer.Typer(
     help="Transformer Layers as Painters on GGUF models: run layer plans and score them on benchmarks.",

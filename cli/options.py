@@ -13,10 +13,9 @@ from typing import Annotated
 
 import typer
 
-from painters_gguf.abi import MAX_SLOTS
-from painters_gguf.evaluate import SEQUENCES_PER_BATCH, Settings
-
-MAX_CELLS = 2**31 - 1  # llama.cpp's int32 token counts
+from painters_gguf.abi import MAX_CELLS, MAX_SLOTS
+from painters_gguf.evaluate import Settings
+from painters_gguf.packing import SEQUENCES_PER_BATCH
 
 Model = Annotated[
     str | None,

@@ -13,7 +13,6 @@ from painters_gguf.cli import options
 from painters_gguf.cli.console import out, untrusted
 from painters_gguf.cli.session import load_model
 from painters_gguf.plan import Plan
-from painters_gguf.runtime import plan_architectures
 
 
 def plan(
@@ -26,6 +25,8 @@ def plan(
     iters: options.Iters = 3,
 ) -> None:
     """Show a plan for a model: its text form, its steps, KV slots and compute vs the full model."""
+    from painters_gguf.runtime import plan_architectures
+
     _, info = load_model(model, vocab_only=True)
     layer_plan = variants.resolve(spec, info.n_layer, n, seed=seed, iters=iters)
     name = info.meta("general.name") or "?"  # untrusted text: printed literally, never as markup

@@ -13,12 +13,12 @@ from rich.text import Text
 
 from painters_gguf import tasks
 from painters_gguf.cli.console import err
-from painters_gguf.data import data_dir
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, prepare
-from painters_gguf.fetch import default_store, locate_model, model_cache, resolve_model
+from painters_gguf.fetch import locate_model, resolve_model
 from painters_gguf.gguf_check import check_model_file
 from painters_gguf.outputs import RunInputs, expand
+from painters_gguf.paths import data_dir, default_store, model_cache
 from painters_gguf.store import Store
 
 if TYPE_CHECKING:

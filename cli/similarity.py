@@ -15,8 +15,9 @@ from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.render import heatmap, shade_scale
 from painters_gguf.cli.session import load_model, progress_bar, run_inputs
-from painters_gguf.data import data_dir, load_split
+from painters_gguf.data import load_split
 from painters_gguf.evaluate import default_add_bos
+from painters_gguf.paths import data_dir
 from painters_gguf.tasks import TASKS
 
 

@@ -9,6 +9,8 @@ import enum
 
 # the largest number of block executions (KV slots) the C side accepts
 MAX_SLOTS = 16384
+# llama.cpp keeps cell and token counts in uint32 and int32 fields
+MAX_CELLS = 2**31 - 1
 
 
 class PlanStatus(enum.IntEnum):

@@ -18,6 +18,7 @@ BUILD_COMMAND = "python patches/build_wheel.py"
 
 try:
     import llama_cpp
+    from llama_cpp import _ggml
     from llama_cpp import llama_cpp as C
 except (ImportError, OSError) as err:  # OSError: the shared library failed to load
     raise RuntimeMissingError(
@@ -48,6 +49,25 @@ lib.llama_layer_plan_arch.argtypes = [ctypes.c_int32]
 lib.llama_layer_plan_arch.restype = ctypes.c_char_p
 lib.llama_layer_plan_layer_swa.argtypes = [C.llama_model_p_ctypes, ctypes.c_int32]
 lib.llama_layer_plan_layer_swa.restype = ctypes.c_int32
+
+# ggml's functions we call: tensors the eval callback hands over, the backends' devices and memory
+ggml = _ggml.libggml
+ggml.ggml_get_name.argtypes = [ctypes.c_void_p]
+ggml.ggml_get_name.restype = ctypes.c_char_p
+ggml.ggml_nbytes.argtypes = [ctypes.c_void_p]
+ggml.ggml_nbytes.restype = ctypes.c_size_t
+ggml.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
+ggml.ggml_backend_tensor_get.restype = None
+ggml.ggml_backend_dev_count.argtypes = []
+ggml.ggml_backend_dev_count.restype = ctypes.c_size_t
+ggml.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
+ggml.ggml_backend_dev_get.restype = ctypes.c_void_p
+ggml.ggml_backend_dev_name.argtypes = [ctypes.c_void_p]
+ggml.ggml_backend_dev_name.restype = ctypes.c_char_p
+ggml.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
+ggml.ggml_backend_dev_type.restype = ctypes.c_int
+ggml.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t), ctypes.POINTER(ctypes.c_size_t)]
+ggml.ggml_backend_dev_memory.restype = None
 
 
 def plan_architectures() -> list[str]:

@@ -9,23 +9,13 @@ and saved in the same layout.
 from __future__ import annotations
 
 import json
-import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
 from painters_gguf.errors import PaintersError
-from painters_gguf.fetch import data_dir as user_data_dir
-from painters_gguf.outputs import expand, make_folder
+from painters_gguf.outputs import make_folder
 from painters_gguf.tasks.base import RowError, Split
-
-
-def data_dir(option: str | os.PathLike[str] | None = None) -> Path:
-    if option is not None:
-        return expand(option)
-    if os.environ.get("PAINTERS_GGUF_DATA"):
-        return expand(os.environ["PAINTERS_GGUF_DATA"])
-    return user_data_dir() / "datasets"
 
 
 def load_split(root: Path, split: Split, check_row: Callable[[dict], None] = lambda row: None) -> list[dict]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from painters_gguf import metrics, variants
 from painters_gguf.data import load_split
+from painters_gguf.packing import PACKING
 from painters_gguf.plan import Plan
 from painters_gguf.requests import Generation, LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.store import RunKey, Store
@@ -89,13 +90,6 @@ def default_add_bos(arch: str) -> bool:
     """Whether requests start with BOS unless told: as lm-eval does for HF causal models, no,
     except for Gemma models, which it gives a BOS (they are not usable without one)."""
     return arch.startswith("gemma")
-
-
-# requests packed into one decode batch at most (each a sequence of the KV cache)
-SEQUENCES_PER_BATCH = 64
-
-# how documents are packed into batches (scoring.Scorer): results from another packing are not reused
-PACKING = "in-order-v1"
 
 
 @dataclasses.dataclass

@@ -14,27 +14,11 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import platformdirs
-
 from painters_gguf import outputs
 from painters_gguf.errors import PaintersError
 from painters_gguf.models import CATALOG, CatalogModel, HFSource, PyPISource, find
 from painters_gguf.outputs import expand, make_folder
-
-
-def data_dir() -> Path:
-    """Where downloads and the results store live: $PAINTERS_GGUF_HOME or the user's data dir."""
-    return expand(os.environ.get("PAINTERS_GGUF_HOME") or platformdirs.user_data_dir("painters-gguf"))
-
-
-def default_store() -> Path:
-    """The results store when --db is not given: $PAINTERS_GGUF_DB, else results.db in data_dir()."""
-    return expand(os.environ.get("PAINTERS_GGUF_DB") or data_dir() / "results.db")
-
-
-def model_cache() -> Path:
-    """The folder of downloaded models."""
-    return data_dir() / "models"
+from painters_gguf.paths import model_cache
 
 
 def model_path(model: CatalogModel) -> Path:

@@ -7,18 +7,11 @@ stop after it and hand it over; the values computed are the same.
 
 from __future__ import annotations
 
-import ctypes
 from collections.abc import Collection
 
 import numpy as np
-from llama_cpp import _ggml
 
-_ggml.libggml.ggml_get_name.argtypes = [ctypes.c_void_p]
-_ggml.libggml.ggml_get_name.restype = ctypes.c_char_p
-_ggml.libggml.ggml_nbytes.argtypes = [ctypes.c_void_p]
-_ggml.libggml.ggml_nbytes.restype = ctypes.c_size_t
-_ggml.libggml.ggml_backend_tensor_get.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t]
-_ggml.libggml.ggml_backend_tensor_get.restype = None
+from painters_gguf.bindings import ggml
 
 
 def step_output(step: int) -> str:
@@ -43,13 +36,13 @@ class HiddenStates:
     def observe(self, tensor: int, ask: bool) -> bool:
         """The eval callback (`Context.set_eval_callback`): asked for each tensor whether it is
         wanted, then given each wanted one once computed."""
-        name = (_ggml.libggml.ggml_get_name(tensor) or b"").decode()
+        name = (ggml.ggml_get_name(tensor) or b"").decode()
         if ask:
             return self.wanted(name)
         if self.wanted(name):
-            nbytes = _ggml.libggml.ggml_nbytes(tensor)
+            nbytes = ggml.ggml_nbytes(tensor)
             data = np.empty(nbytes // 4, dtype=np.float32)
-            _ggml.libggml.ggml_backend_tensor_get(tensor, data.ctypes.data, 0, nbytes)
+            ggml.ggml_backend_tensor_get(tensor, data.ctypes.data, 0, nbytes)
             previous = self.states.get(name)
             rows = data.reshape(-1, self.n_embd)  # (tokens in this micro-batch, n_embd)
             self.states[name] = rows if previous is None else np.concatenate([previous, rows])

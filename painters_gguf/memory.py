@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import functools
 import math
 import os
 
@@ -71,29 +70,10 @@ class Device:
     total: int
 
 
-@functools.cache
-def _libggml() -> ctypes.CDLL:
-    """libggml as llama_cpp loaded it, with the backend device functions declared."""
-    from llama_cpp import _ggml  # imported here: sizes and limits need no llama.cpp
-
-    lib = _ggml.libggml
-    lib.ggml_backend_dev_count.argtypes = []
-    lib.ggml_backend_dev_count.restype = ctypes.c_size_t
-    lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-    lib.ggml_backend_dev_get.restype = ctypes.c_void_p
-    lib.ggml_backend_dev_name.argtypes = [ctypes.c_void_p]
-    lib.ggml_backend_dev_name.restype = ctypes.c_char_p
-    lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
-    lib.ggml_backend_dev_type.restype = ctypes.c_int
-    size_p = ctypes.POINTER(ctypes.c_size_t)
-    lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, size_p, size_p]
-    lib.ggml_backend_dev_memory.restype = None
-    return lib
-
-
 def backend_devices() -> list[Device]:
     """The devices ggml's backends see (on a CPU build, the CPU alone), with their memory now."""
-    lib = _libggml()
+    from painters_gguf.bindings import ggml as lib  # imported here: sizes and limits need no llama.cpp
+
     devices = []
     for index in range(lib.ggml_backend_dev_count()):
         device = lib.ggml_backend_dev_get(index)

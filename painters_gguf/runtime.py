@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from painters_gguf.abi import MAX_CELLS
 from painters_gguf.bindings import LOG, C, call_plan_status, lib, plan_architectures
 from painters_gguf.errors import PaintersError, PlanError
 from painters_gguf.fetch import file_sha256
@@ -41,10 +42,6 @@ FLASH_ATTN = {
     "on": C.LLAMA_FLASH_ATTN_TYPE_ENABLED,
     "off": C.LLAMA_FLASH_ATTN_TYPE_DISABLED,
 }
-
-
-# llama.cpp keeps cell and token counts in uint32 and int32 fields
-MAX_CELLS = 2**31 - 1
 
 
 def _check_range(name: str, value: int, low: int, high: int, *, why: str = "") -> None:

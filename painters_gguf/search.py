@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from painters_gguf import metrics, shared_prefix, variants
+from painters_gguf import metrics, variants
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
 from painters_gguf.plan import Plan, Step
@@ -181,6 +181,8 @@ class Scores:
         evaluator = self.evaluator
         every = list(dict.fromkeys([evaluator.full_plan, *plans]))
         self.expect(sum(evaluator.todo(plan, prep) for plan in every for prep in prepared))
+        from painters_gguf import shared_prefix  # llama.cpp: imported when the search scores
+
         shared_prefix.score_plans(evaluator, every, prepared, self.progress)
         full = {prep.task.name: evaluator.run(evaluator.full_plan, prep, self.progress) for prep in prepared}
         scores = {}

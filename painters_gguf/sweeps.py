@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from painters_gguf import metrics, shared_prefix, variants
+from painters_gguf import metrics, variants
 from painters_gguf.abi import MAX_SLOTS
 from painters_gguf.errors import PlanError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
@@ -143,6 +143,8 @@ def run(
     (`shared_prefix`: the same numbers); without, each plan runs on its own, plan after plan."""
     if compute and share_prefix:
         plans = [point.plan for points in grids.values() for point in points]
+        from painters_gguf import shared_prefix  # llama.cpp: imported when a sweep computes
+
         shared_prefix.score_plans(evaluator, plans, prepared, progress)
     full = {
         prep.task.name: evaluator.run(evaluator.full_plan, prep, progress)

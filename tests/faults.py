@@ -777,7 +777,7 @@ def fixtures(folder: Path) -> tuple[Path, Path, Path, Path]:
 
 
 def main() -> int:
-    from painters_gguf.data import data_dir
+    from painters_gguf.paths import data_dir
 
     data = data_dir() if os.environ.get("PAINTERS_GGUF_DATA") else HERE.parent.parent / "shared" / "data"
     with tempfile.TemporaryDirectory() as tmp:

@@ -53,3 +53,38 @@ def test_every_subpackage_is_packaged() -> None:
             parts = init.parent.relative_to(root).parts
             found.add(".".join((root_name, *parts)))
     assert found == set(config["packages"])
+
+
+def test_cli_without_llama_cpp_python(tmp_path: Path, tiny_gguf: Path) -> None:
+    """With no llama_cpp importable (a module of that name that fails to import stands first on the
+    path), --version and --help work, and every command that needs llama.cpp fails in one line."""
+    (tmp_path / "llama_cpp.py").write_text("raise ImportError(\"No module named 'llama_cpp'\")\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    cli = str(Path(sys.executable).with_name("painters-gguf"))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([cli, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    assert run("--version").stdout.startswith("painters-gguf ")
+    for args in (["--help"], ["eval", "--help"], ["sweep", "--help"], ["export", "--help"]):
+        shown = run(*args)
+        assert shown.returncode == 0 and "Usage:" in shown.stdout, (args, shown.stderr)
+    db = str(tmp_path / "r.db")
+    model = str(tiny_gguf)
+    for args in (
+        ["eval", "-m", model, "--limit", "1"],
+        ["sweep", "-m", model, "--variant", "skip", "--limit", "1"],
+        ["report", "-m", model],
+        ["plan", "skip", "-m", model],
+        ["models", "list"],
+        ["export", "0-1", "-m", model, "-o", str(tmp_path / "x.gguf")],
+        ["similarity", "-m", model],
+        ["search", "-m", model, "--budget", "0.5"],
+    ):
+        result = run("--db", db, *args)
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (args, result.stderr)
+        assert result.stderr.strip().splitlines() == [
+            "error: llama_cpp (the patched llama-cpp-python) is not usable here (No module named 'llama_cpp'): "
+            "run `python patches/build_wheel.py`"
+        ], args
+    assert list(tmp_path.iterdir()) == [tmp_path / "llama_cpp.py"]  # nothing written
