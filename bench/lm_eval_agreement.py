@@ -119,7 +119,7 @@ def main() -> None:
     names = args.tasks.split(",")
 
     model = Model(resolve_model(args.model))
-    scorer = Scorer(model, max_length=args.n_ctx, threads=args.threads)
+    scorer = Scorer(model, n_ctx=args.n_ctx, threads=args.threads)
     ours: dict[str, dict[int, dict]] = {}
     alone: dict[str, dict[int, dict]] = {}
     answers: dict[tuple[tuple[int, ...], tuple[int, ...]], tuple[float, bool]] = {}
@@ -127,7 +127,7 @@ def main() -> None:
     start = time.perf_counter()
     for name in names:
         task = TASKS[name]
-        prep = prepared[name] = prepare(task, data_dir(), args.limit, Settings(max_length=args.n_ctx))
+        prep = prepared[name] = prepare(task, data_dir(), args.limit, Settings(n_ctx=args.n_ctx))
         groups = [task.requests(prep.docs[i], prep.contexts[i]) for i in prep.indices]
         ours[name] = {}
         for done, results in scorer.loglikelihoods(groups):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from rich.console import Console
 from rich.markup import escape
 
@@ -26,3 +28,10 @@ def fail(message: str) -> None:
 
     err.print(f"[bold red]error:[/] {untrusted(message)}", soft_wrap=True)
     raise typer.Exit(2)
+
+
+def print_notes(notes: Iterable[str]) -> None:
+    """What a user should hear about besides the results (damaged documents scored again, scores
+    near chance), a line each on stderr."""
+    for note in notes:
+        err.print(f"[yellow]note:[/] {untrusted(note)}", soft_wrap=True)

@@ -6,21 +6,25 @@ import dataclasses
 import datetime
 import functools
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
+from rich.progress import Progress as Bars
 from rich.table import Table
 
 from painters_gguf import metrics, outputs, sweeps, variants
 from painters_gguf.cli import options
-from painters_gguf.cli.console import err, out, untrusted
+from painters_gguf.cli.console import err, out, print_notes, untrusted
 from painters_gguf.cli.render import fmt
-from painters_gguf.cli.session import open_session, progress_bar, run_inputs
+from painters_gguf.cli.session import Session, open_session, progress_bar, run_inputs
+from painters_gguf.engine import Compute, ProgressFor
 from painters_gguf.errors import PaintersError
-from painters_gguf.evaluate import PreparedTask, Progress, TaskScores
+from painters_gguf.evaluate import PreparedTask, TaskScores
 from painters_gguf.plan import Plan
-from painters_gguf.report import results_json, sample_records, write_json, write_samples
+from painters_gguf.report import eval_config, results_json, sample_records, write_json, write_samples
 
 
 def scores_table(title: str, prepared: list[PreparedTask], plan_scores: list[TaskScores], full_scores: list[TaskScores]) -> Table:
@@ -70,82 +74,96 @@ def eval_command(
     scoring: options.Scoring,
 ) -> None:
     """Score a plan on benchmarks, next to the unmodified model and normalized (0 = chance, 1 = full model)."""
-    session = open_session(default_db=ctx.obj.db, scoring=scoring)
-    path, llm, prepared, evaluator = session.path, session.model, session.prepared, session.evaluator
-    # every output checked before any scoring: none may be an input of this run
-    inputs = run_inputs(evaluator.store.path, model=path, data=scoring.data)
     if log_samples and output is None:
         raise PaintersError("--log-samples writes beside the results: give -o FILE or -o FOLDER/ too")
+    session = open_session(default_db=ctx.obj.db, scoring=scoring)
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
-    results_path = samples = None
-    if output is not None:
-        results_path = inputs.check(outputs.file_in_folder(output, path.stem, f"results_{stamp}.json"), "--output")
-    if log_samples and results_path is not None:
-        beside = dataclasses.replace(inputs, files=(*inputs.files, results_path))
-        samples = {
-            (prep.task.name, full): beside.check(
-                results_path.parent / f"samples_{prep.task.name}{'-full-model' if full else ''}_{stamp}.jsonl",
-                "--log-samples",
-            )
-            for prep in prepared
-            for full in (False, True)
-        }
-    layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
-    evaluator.scorer.ctx.check_plan(layer_plan)  # refused up front: before any work starts
-    total = sum(evaluator.todo(p, prep) for p in evaluator.with_full_model(layer_plan) for prep in prepared)
+    results_path, samples = _outputs(session, output, log_samples, stamp)  # checked before any scoring
+    layer_plan = variants.resolve(plan, session.model.n_layer, n, seed=seed, iters=iters)
+    engine = session.engine
+    engine.check([layer_plan])  # refused up front: before any work starts
+    llm, path = session.model, session.path
     err.print(
         f"{untrusted(path.name)} ({untrusted(llm.arch)}, {llm.n_layer} layers), plan [bold cyan]{escape(layer_plan.text)}[/]; "
-        f"{total} documents to score, the rest from {escape(str(evaluator.store.path))}"
+        f"{engine.todo([layer_plan], session.prepared)} documents to score, the rest from "
+        f"{escape(str(session.evaluator.store.path))}"
     )
+    started = time.time()
     with progress_bar() as bar:
-
-        def progress_for(p: Plan, prep: PreparedTask) -> Progress:
-            todo = evaluator.todo(p, prep)
-            if todo == 0:  # all from the store: no bar
-                return lambda n: None
-            label = "full model" if p == evaluator.full_plan else "plan"
-            job = bar.add_task(f"{prep.task.name} ({label})", total=todo)
-            if not prep.task.generation:
-                return functools.partial(bar.advance, job)
-            start = evaluator.scorer.generated_tokens
-
-            def advance(n: int) -> None:  # a generation task's bar also counts the tokens generated
-                bar.update(job, advance=n, tokens=evaluator.scorer.generated_tokens - start)
-
-            return advance
-
-        started = time.time()
-        plan_scores, full_scores = evaluator.run_with_full_model(layer_plan, prepared, progress_for)
-        ended = time.time()
-    for prep, full_s in zip(prepared, full_scores, strict=True):
-        warning = sweeps.near_chance(prep, full_s)
-        if warning is not None:
-            evaluator.notes.append(warning)
-    for note in evaluator.notes:
-        err.print(f"[yellow]note:[/] {untrusted(note)}", soft_wrap=True)
+        found = engine.score([layer_plan], session.prepared, compute=PLAN_BY_PLAN, progress=_bars(bar, session))
+    ended = time.time()
+    plan_scores, full_scores = found[layer_plan], found[engine.full_plan]
+    prepared = session.prepared
+    notes = session.evaluator.notes
+    notes += [w for prep, full_s in zip(prepared, full_scores, strict=True) if (w := sweeps.near_chance(prep, full_s))]
+    print_notes(notes)
     out.print(scores_table(f"{untrusted(path.name)} · plan {layer_plan.text}", prepared, plan_scores, full_scores))
     if results_path is not None:
-        config = {
-            "model": str(path),
-            "model_sha256": llm.sha256,
-            "plan": layer_plan.text,
-            "plan_spec": plan,
-            "n": n,
-            "seed": seed,
-            "iters": iters,
-            "limit": scoring.limit,
-            "n_ctx": scoring.n_ctx,
-            "add_bos": evaluator.settings.add_bos,
-            "batch_size": scoring.batch_size,
-            "num_fewshot": {p.task.name: evaluator.settings.shots(p.task) for p in prepared},
-        }
-        results = results_json(
-            prepared, plan_scores, full_scores, config, model_name=path.stem, start_time=started, end_time=ended
+        settings = session.evaluator.settings
+        config = eval_config(path, llm.sha256, layer_plan, plan, n, seed, iters, scoring.limit, settings, prepared)
+        write_json(
+            results_path,
+            results_json(prepared, plan_scores, full_scores, config, model_name=path.stem, start_time=started, end_time=ended),
         )
-        write_json(results_path, results)
         err.print(f"wrote {escape(str(results_path))}")
     if samples is not None:
         for prep, plan_s, full_s in zip(prepared, plan_scores, full_scores, strict=True):
             for full, task_scores in ((False, plan_s), (True, full_s)):
                 write_samples(samples[prep.task.name, full], sample_records(prep, task_scores))
         err.print(f"wrote {len(samples)} sample logs beside it")
+
+
+# eval shows a bar per plan and task, so it scores them one after the other (the numbers are the same)
+PLAN_BY_PLAN = Compute(share_prefix=False)
+
+
+def _outputs(
+    session: Session, output: str | None, log_samples: bool, stamp: str
+) -> tuple[Path | None, dict[tuple[str, bool], Path] | None]:
+    """The results file and the sample logs (task, full model?) -> path, checked against every
+    input of the run."""
+    if output is None:
+        return None, None
+    inputs = run_inputs(session.evaluator.store.path, model=session.path, data=session.scoring.data)
+    results_path = inputs.check(outputs.file_in_folder(output, session.path.stem, f"results_{stamp}.json"), "--output")
+    if not log_samples:
+        return results_path, None
+    beside = dataclasses.replace(inputs, files=(*inputs.files, results_path))
+    samples = {
+        (prep.task.name, full): beside.check(
+            results_path.parent / f"samples_{prep.task.name}{'-full-model' if full else ''}_{stamp}.jsonl", "--log-samples"
+        )
+        for prep in session.prepared
+        for full in (False, True)
+    }
+    return results_path, samples
+
+
+def _bars(bar: Bars, session: Session) -> ProgressFor:
+    """A bar per (plan, task) with documents to score; a generation task's also counts tokens/s."""
+    evaluator = session.evaluator
+    bars: dict[tuple[Plan, str], Callable[[int], None]] = {}
+
+    def progress_for(plan: Plan, prep: PreparedTask) -> Callable[[int], None]:
+        key = (plan, prep.task.name)
+        if key not in bars:
+            bars[key] = _bar(bar, session, plan, prep, evaluator.todo(plan, prep))
+        return bars[key]
+
+    return progress_for
+
+
+def _bar(bar: Bars, session: Session, plan: Plan, prep: PreparedTask, todo: int) -> Callable[[int], None]:
+    if todo == 0:  # all from the store: no bar
+        return lambda n: None
+    scorer = session.evaluator.scorer
+    label = "full model" if plan == session.engine.full_plan else "plan"
+    job = bar.add_task(f"{prep.task.name} ({label})", total=todo)
+    if not prep.task.generation:
+        return functools.partial(bar.advance, job)
+    start = scorer.generated_tokens
+
+    def advance(n: int) -> None:  # a generation task's bar also counts the tokens generated
+        bar.update(job, advance=n, tokens=scorer.generated_tokens - start)
+
+    return advance

@@ -119,7 +119,7 @@ class Scoring:
     def settings(self) -> Settings:
         return Settings(
             num_fewshot=self.num_fewshot,
-            max_length=self.n_ctx,
+            n_ctx=self.n_ctx,
             add_bos=self.add_bos,
             batch_size=self.batch_size,
             n_gpu_layers=self.n_gpu_layers,

@@ -11,7 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from painters_gguf import outputs, tasks
-from painters_gguf.cli.console import err, out, untrusted
+from painters_gguf.cli.console import err, out, print_notes, untrusted
 from painters_gguf.cli.options import Scoring, with_scoring_options
 from painters_gguf.cli.render import fmt, number
 from painters_gguf.cli.session import open_session, progress_bar, run_inputs, store_path
@@ -139,8 +139,7 @@ def search(
         f"documents scored: search {found.search_documents}, random search {found.random_documents} "
         f"(items x tasks per plan; the store kept every one)"
     )
-    for note in session.evaluator.notes:
-        err.print(f"[yellow]note:[/] {untrusted(note)}", soft_wrap=True)
+    print_notes(session.evaluator.notes)
     if json_path is not None:
         outputs.write_text(json_path, [outputs.dumps(as_json(found, n_layer), indent=2)])
         err.print(f"wrote {untrusted(json_path)}")

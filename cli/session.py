@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from rich.text import Text
 
 from painters_gguf import tasks
 from painters_gguf.cli.console import err
+from painters_gguf.engine import Engine
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, prepare
 from painters_gguf.fetch import locate_model, resolve_model
@@ -38,6 +40,10 @@ class Session:
     def model(self) -> Model:
         return self.evaluator.model
 
+    @functools.cached_property
+    def engine(self) -> Engine:
+        return Engine(self.evaluator)
+
 
 def open_session(*, default_db: Path, scoring: Scoring, vocab_only: bool = False) -> Session:
     """Load the model once, read the tasks, open the store (--db after the command, else the
@@ -54,7 +60,7 @@ def open_session(*, default_db: Path, scoring: Scoring, vocab_only: bool = False
         prepared = [prepare(task, data, scoring.limit, settings) for task in chosen]
     scorer = Scorer(
         llm,
-        max_length=settings.max_length,
+        n_ctx=settings.n_ctx,
         n_batch=settings.batch_size,
         threads=scoring.threads,
         add_bos=bool(settings.add_bos),

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-import logging
 import os
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -15,12 +12,12 @@ import typer
 
 from painters_gguf import outputs, sweeps, variants
 from painters_gguf.cli import options
-from painters_gguf.cli.console import err, out, untrusted
+from painters_gguf.cli.console import err, out, print_notes, untrusted
 from painters_gguf.cli.render import looped_heatmap, summary_table, sweep_table
 from painters_gguf.cli.session import Session, open_session, progress_bar, run_inputs
+from painters_gguf.engine import Compute, RayCompute
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import TaskScores
-from painters_gguf.plan import Plan
 from painters_gguf.variants import VARIANTS, Variant
 
 VariantOption = Annotated[
@@ -71,15 +68,6 @@ RayWorkers = Annotated[
 ]
 
 
-@dataclasses.dataclass(frozen=True)
-class Compute:
-    """How a sweep computes: locally (sharing prefixes or plan by plan) or on Ray workers."""
-
-    share_prefix: bool = True
-    ray: str | None = None
-    ray_workers: int | None = None
-
-
 def _cells(
     session: Session,
     variant_spec: str | None,
@@ -94,44 +82,25 @@ def _cells(
     grids = {v: sweeps.grid(v, n_layer, seeds=seeds, iters=sweeps.parse_iters(iters)) for v in chosen}
     if plans:
         grids[Variant.PLANS] = sweeps.plan_grid(plans, n_layer)
-    evaluator = session.evaluator
+    evaluator, engine = session.evaluator, session.engine
     if compute is None:
         adopted = evaluator.adopt_stored_settings(session.prepared)
         if adopted is not None:
             evaluator.notes.append(adopted)
-        cells, full = sweeps.run(evaluator, grids, session.prepared, compute=False)
+        cells, full = sweeps.run(engine, grids, session.prepared, compute=None)
         for variant in cells:
             cells[variant], note = sweeps.stored_seeds(cells[variant], seeds)
             if note is not None:
                 evaluator.notes.append(note)
         return cells, full
-    every = {evaluator.full_plan, *(p.plan for points in grids.values() for p in points)}
+    every = engine.with_full_model([p.plan for points in grids.values() for p in points])
     if compute.ray is None:  # a worker checks its plans on Ray
-        evaluator.scorer.ctx.check_plan(max(every, key=lambda plan: plan.n_slots))  # the largest, up front
-    total = sum(evaluator.todo(plan, prep) for plan in every for prep in session.prepared)
+        engine.check([max(every, key=lambda plan: plan.n_slots)])  # the largest, up front
+    total = engine.todo(every, session.prepared)
     err.print(f"{untrusted(session.path.name)}: {len(every)} plans x {len(session.prepared)} tasks, {total} documents to score")
-    if total == 0:  # all from the store: no bar
-        return sweeps.run(evaluator, grids, session.prepared, compute=compute.ray is None)
     with progress_bar() as bar:
-        job = bar.add_task("sweep", total=total)
-        advance = lambda k: bar.advance(job, k)  # noqa: E731
-        if compute.ray is not None:
-            _on_ray(session, list(every), compute, advance)
-            return sweeps.run(evaluator, grids, session.prepared, compute=False)
-        return sweeps.run(evaluator, grids, session.prepared, compute=True, share_prefix=compute.share_prefix, progress=advance)
-
-
-def _ray_workers(resources: dict[str, float], asked: int | None, threads: int, *, gpu: bool) -> int:
-    """Workers the cluster has room for: --threads CPUs each (and a GPU each with layers on one)."""
-    room = int(resources.get("CPU", 0) // threads)
-    if gpu:
-        room = min(room, int(resources.get("GPU", 0)))
-    if room < 1:
-        need = f"{threads} CPUs" + (" and a GPU" if gpu else "")
-        raise PaintersError(f"--ray: the cluster has no room for a worker of {need}")
-    if asked is not None and asked > room:
-        raise PaintersError(f"--ray-workers {asked}: the cluster has room for {room} workers of --threads {threads}")
-    return asked or room
+        job = bar.add_task("sweep", total=total, visible=total > 0)  # all from the store: no bar
+        return sweeps.run(engine, grids, session.prepared, compute=compute, progress=lambda k: bar.advance(job, k))
 
 
 def _check_reachable(address: str) -> None:
@@ -180,34 +149,13 @@ def _receive(conn: socket.socket, size: int, deadline: float) -> bytes:
     return data
 
 
-def _on_ray(session: Session, plans: list[Plan], compute: Compute, progress: Callable[[int], None]) -> None:
-    """Score the plans on Ray workers; the store is written here."""
-    try:
-        import ray
-    except ImportError:
-        raise PaintersError("--ray needs Ray: pip install 'painters-gguf[ray]'") from None
-    from painters_gguf import distributed
-
+def _ray_compute(session: Session, address: str, workers: int | None) -> RayCompute:
+    """What Ray workers need: the model as a catalog name (each worker fetches and checks it) or as
+    the file's path (which every worker must see), the data and the scoring options."""
     scoring = session.scoring
-    # a catalog name (each worker fetches the file and checks it), else the file's path, which every worker must see
-    model = (
-        scoring.model if scoring.model is None or not Path(scoring.model).expanduser().exists() else str(session.path.resolve())
-    )
-    threads = scoring.threads or 1
-    tasks = tuple((prep.task.name, distributed.docs_digest(prep)) for prep in session.prepared)
-    job = distributed.Job(
-        model, session.model.sha256, str(session.data.resolve()), tasks, scoring.limit, session.evaluator.settings, threads
-    )
-    with err.status(f"starting Ray ({compute.ray}) ..."):
-        try:
-            ray.init(address=compute.ray, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
-        except (ConnectionError, ValueError, RuntimeError) as error:
-            raise PaintersError(f"--ray {compute.ray}: {error}") from None
-    try:
-        workers = _ray_workers(ray.cluster_resources(), compute.ray_workers, threads, gpu=scoring.n_gpu_layers != 0)
-        distributed.run(session.evaluator, plans, session.prepared, job, workers=workers, progress=progress)
-    finally:
-        ray.shutdown()
+    spec = scoring.model
+    model = spec if spec is None or not Path(spec).expanduser().exists() else str(session.path.resolve())
+    return RayCompute(address, workers, model, session.data, scoring.limit, scoring.threads or 1, scoring.n_gpu_layers)
 
 
 def _show(session: Session, cells: Cells, full: FullScores) -> None:
@@ -228,8 +176,7 @@ def _show(session: Session, cells: Cells, full: FullScores) -> None:
         warning = sweeps.near_chance(prep, full[prep.task.name])
         if warning is not None:
             notes.append(warning)
-    for note in notes:
-        err.print(f"[yellow]note:[/] {untrusted(note)}", soft_wrap=True)
+    print_notes(notes)
 
 
 @options.with_scoring_options()
@@ -254,7 +201,7 @@ def sweep(
         _check_reachable(ray)
     # on Ray the workers load the model; here its tokenizer packs the documents as they will
     session = open_session(default_db=ctx.obj.db, scoring=scoring, vocab_only=ray is not None)
-    compute = Compute(share_prefix=not plan_by_plan, ray=ray, ray_workers=ray_workers)
+    compute = Compute(share_prefix=not plan_by_plan, ray=_ray_compute(session, ray, ray_workers) if ray else None)
     _show(session, *_cells(session, variant, plan, seeds, iters, compute))
 
 
@@ -298,5 +245,4 @@ def report(
         written, notes = figures.write_all(plot, inputs, name, session.model.n_layer, cells, tasks, matrix)
         for path in written:
             err.print(f"wrote {untrusted(path)}")
-        for note in notes:
-            err.print(f"[yellow]note:[/] {untrusted(note)}", soft_wrap=True)
+        print_notes(notes)

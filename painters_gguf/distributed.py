@@ -8,8 +8,7 @@ Each unit's documents come back to the driver, which commits them with the machi
 them. A unit whose worker dies is given to another worker; a driver killed and rerun finds the
 finished units in the store and lists only the rest.
 
-    ray.init()                 # or address="auto" (a running cluster), "ray://head:10001"
-    run(evaluator, plans, prepared, job, workers=4)
+    score_on_ray(evaluator, plans, prepared, RayCompute("auto", ...), progress)   # Engine.score does this
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from painters_gguf.engine import RayCompute
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, Settings, prepare
 from painters_gguf.plan import Plan
@@ -111,7 +111,7 @@ class Worker:
         settings = job.settings
         self.scorer = Scorer(
             self.model,
-            max_length=settings.max_length,
+            n_ctx=settings.n_ctx,
             n_batch=settings.batch_size,
             threads=job.threads,
             add_bos=bool(settings.add_bos),
@@ -177,10 +177,9 @@ def units(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[Prepar
                     chunk = tuple(docs[lo : lo + UNIT_GENERATIONS])
                     work.append(WorkUnit(prep.task.name, 0, (), ((plan.text, chunk),)))
             continue
-        groups = evaluator.requests(prep, sorted({d for docs in todo.values() for d in docs}))
-        batches = evaluator.scorer.batches(groups)
+        groups, batches, needed = shared_prefix.packed(evaluator, prep, todo)
         todo_sets = {plan: set(docs) for plan, docs in todo.items()}
-        for chosen in _batch_runs(batches, shared_prefix.needed_batches(batches, todo_sets.values())):
+        for chosen in _batch_runs(batches, needed):
             in_batches = {seq.slot[0] for b in chosen for unit in batches[b] for seq in unit.sequences}
             needs = tuple((plan.text, tuple(sorted(in_batches & docs))) for plan, docs in todo_sets.items())
             work.append(WorkUnit(prep.task.name, len(groups), tuple(chosen), tuple(n for n in needs if n[1])))
@@ -202,6 +201,54 @@ def _batch_runs(batches: Sequence[Sequence[Unit]], needed: Sequence[int]) -> lis
     return cuts
 
 
+def ray_workers(resources: dict[str, float], asked: int | None, threads: int, *, gpu: bool) -> int:
+    """Workers the cluster has room for: `threads` CPUs each (and a GPU each with layers on one)."""
+    room = int(resources.get("CPU", 0) // threads)
+    if gpu:
+        room = min(room, int(resources.get("GPU", 0)))
+    if room < 1:
+        need = f"{threads} CPUs" + (" and a GPU" if gpu else "")
+        raise PaintersError(f"--ray: the cluster has no room for a worker of {need}")
+    if asked is not None and asked > room:
+        raise PaintersError(f"--ray-workers {asked}: the cluster has room for {room} workers of --threads {threads}")
+    return asked or room
+
+
+def score_on_ray(
+    evaluator: Evaluator,
+    plans: Sequence[Plan],
+    prepared: Sequence[PreparedTask],
+    where: RayCompute,
+    progress: Callable[[Plan, PreparedTask], Progress],
+) -> None:
+    """Start Ray (`where.address`), score the plans there, commit what comes back, stop Ray."""
+    import logging
+
+    try:
+        import ray
+    except ImportError:
+        raise PaintersError("--ray needs Ray: pip install 'painters-gguf[ray]'") from None
+    tasks = tuple((prep.task.name, docs_digest(prep)) for prep in prepared)
+    job = Job(
+        where.model, evaluator.model.sha256, str(where.data.resolve()), tasks, where.limit, evaluator.settings, where.threads
+    )
+    try:
+        ray.init(address=where.address, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+    except (ConnectionError, ValueError, RuntimeError) as error:
+        raise PaintersError(f"--ray {where.address}: {error}") from None
+    try:
+        workers = ray_workers(ray.cluster_resources(), where.workers, where.threads, gpu=where.n_gpu_layers != 0)
+        by_name = {(plan.text, prep.task.name): (plan, prep) for plan in plans for prep in prepared}
+
+        def on_unit(unit: WorkUnit, result: UnitResult) -> None:
+            for text, docs in unit.todo:
+                progress(*by_name[text, unit.task])(len(docs))
+
+        run(evaluator, plans, prepared, job, workers=workers, on_unit=on_unit)
+    finally:
+        ray.shutdown()
+
+
 def run(
     evaluator: Evaluator,
     plans: Sequence[Plan],
@@ -209,7 +256,6 @@ def run(
     job: Job,
     *,
     workers: int,
-    progress: Progress = lambda n: None,
     on_unit: Callable[[WorkUnit, UnitResult], None] = lambda unit, result: None,
 ) -> None:
     """Score the plans and the full model on the tasks on Ray workers (Ray initialised by the
@@ -271,7 +317,6 @@ def run(
                 )
         for text, documents in result.documents.items():
             evaluator.store.add(run_ids[text, result.task], documents, result.seconds[text], result.machine)
-        progress(unit.size)
         on_unit(unit, result)
         give(actor)
 

@@ -32,7 +32,7 @@ class Settings:
     """What changes a task's results (part of the store key), besides model, plan and task."""
 
     num_fewshot: int | None = None  # None: the task's default (lm-eval's)
-    max_length: int = 2048  # --n-ctx: longer requests are truncated from the left
+    n_ctx: int = 2048  # --n-ctx: longer requests are truncated from the left
     add_bos: bool | None = None  # None: default_add_bos(the model's architecture)
     batch_size: int = 256  # tokens per decode: which documents share a batch changes quantized numerics
     n_gpu_layers: int = 0  # the backend changes the numerics too (-1: all)
@@ -54,7 +54,7 @@ class Settings:
         """The settings a stored key was written with (the inverse of key())."""
         return cls(
             num_fewshot=key["num_fewshot"],
-            max_length=key["n_ctx"],
+            n_ctx=key["n_ctx"],
             add_bos=key["add_bos"],
             batch_size=key["batch_size"],
             n_gpu_layers=key["n_gpu_layers"],
@@ -65,7 +65,7 @@ class Settings:
         assert self.add_bos is not None, "settings used before for_model()"
         return {
             "num_fewshot": self.shots(task),
-            "n_ctx": self.max_length,
+            "n_ctx": self.n_ctx,
             "add_bos": self.add_bos,
             "batch_size": self.batch_size,
             "n_gpu_layers": self.n_gpu_layers,
@@ -175,18 +175,6 @@ class Evaluator:
             task_version=task.version,
             settings=self.settings.key(task),
         )
-
-    def with_full_model(self, plan: Plan) -> list[Plan]:
-        """The plan and the full model (once, when the plan is the full model's)."""
-        return [plan] if plan == self.full_plan else [plan, self.full_plan]
-
-    def run_with_full_model(
-        self, plan: Plan, prepared: Sequence[PreparedTask], progress_for: Callable[[Plan, PreparedTask], Progress]
-    ) -> tuple[list[TaskScores], list[TaskScores]]:
-        """Score a plan and the full model on every task, the plan first; `progress_for` gives each
-        (plan, task) run its progress callback. Returns (the plan's scores, the full model's)."""
-        scores = {p: [self.run(p, prep, progress_for(p, prep)) for prep in prepared] for p in self.with_full_model(plan)}
-        return scores[plan], scores[self.full_plan]
 
     def todo(self, plan: Plan, prepared: PreparedTask) -> int:
         """Documents still to score (a count from the store: nothing is read or written)."""

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from painters_gguf import __version__, metrics, outputs
-from painters_gguf.evaluate import PreparedTask, TaskScores
+from painters_gguf.evaluate import PreparedTask, Settings, TaskScores
+from painters_gguf.plan import Plan
 from painters_gguf.tasks.base import MultipleChoiceTask, Task
 from painters_gguf.tasks.mmlu import CATEGORIES, SUBJECT_CATEGORY
 
@@ -129,6 +130,35 @@ def _results(prepared: Sequence[PreparedTask], scores: Sequence[TaskScores]) -> 
         else:
             results[prep.task.name] = lm_eval_block(s)
     return results, groups, subtasks
+
+
+def eval_config(
+    model: Path,
+    model_sha256: str,
+    plan: Plan,
+    plan_spec: str,
+    n: int,
+    seed: int,
+    iters: int,
+    limit: int | None,
+    settings: Settings,
+    prepared: Sequence[PreparedTask],
+) -> dict:
+    """The `config` of eval's results JSON: what was run, with which settings (as lm-eval names them)."""
+    return {
+        "model": str(model),
+        "model_sha256": model_sha256,
+        "plan": plan.text,
+        "plan_spec": plan_spec,
+        "n": n,
+        "seed": seed,
+        "iters": iters,
+        "limit": limit,
+        "n_ctx": settings.n_ctx,
+        "add_bos": settings.add_bos,
+        "batch_size": settings.batch_size,
+        "num_fewshot": {p.task.name: settings.shots(p.task) for p in prepared},
+    }
 
 
 def results_json(

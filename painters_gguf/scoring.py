@@ -2,8 +2,8 @@
 
 Log-likelihood requests follow lm-eval's `_encode_pair`: trailing spaces of the context move to
 the continuation; continuation tokens are `enc(ctx+cont)[len(enc(ctx)):]`; an empty context
-uses the prefix token (BOS, else EOS); no BOS unless asked. A request longer than `max_length`
-keeps its last `max_length + 1` tokens, as lm-eval's HF model does.
+uses the prefix token (BOS, else EOS); no BOS unless asked. A request longer than `n_ctx`
+keeps its last `n_ctx + 1` tokens, as lm-eval's HF model does.
 
 Speed: one document's requests share their common token prefix, which is computed once (its
 tokens belong to every choice's sequence in the batch); many documents are packed into each
@@ -148,7 +148,7 @@ class Scorer:
         self,
         model: Model,
         *,
-        max_length: int = 2048,
+        n_ctx: int = 2048,
         n_batch: int = 256,
         n_seq_max: int = SEQUENCES_PER_BATCH,
         threads: int | None = None,
@@ -156,10 +156,10 @@ class Scorer:
         flash_attn: str = "auto",
     ) -> None:
         self.model = model
-        self.max_length = max_length
+        self.n_ctx = n_ctx
         self.add_bos = add_bos
         self.n_batch = n_batch
-        self.kv_cells = max(n_batch, max_length)
+        self.context_cells = max(n_batch, n_ctx)
         self.n_seq_max = n_seq_max
         self.generated_tokens = 0  # by generate(), since the scorer was made (a progress bar's tokens/s)
         self.threads = threads
@@ -170,7 +170,11 @@ class Scorer:
     def ctx(self) -> Context:
         """The model context, made on first use (a scorer that only packs requests needs none)."""
         return self.model.context(
-            n_ctx=self.kv_cells, n_batch=self.n_batch, n_seq_max=self.n_seq_max, threads=self.threads, flash_attn=self.flash_attn
+            n_ctx=self.context_cells,
+            n_batch=self.n_batch,
+            n_seq_max=self.n_seq_max,
+            threads=self.threads,
+            flash_attn=self.flash_attn,
         )
 
     def set_plan(self, plan: Plan, *, named_states: bool = False) -> None:
@@ -210,9 +214,9 @@ class Scorer:
         ctx, cont = self.encode_pair(request.context, request.continuation)
         if not cont:
             raise PaintersError(f"continuation {request.continuation!r} encodes to no tokens")
-        if len(cont) > self.max_length:
-            raise PaintersError(f"a continuation of {len(cont)} tokens exceeds --n-ctx {self.max_length}")
-        whole = (ctx + cont)[-(self.max_length + 1) :]
+        if len(cont) > self.n_ctx:
+            raise PaintersError(f"a continuation of {len(cont)} tokens exceeds --n-ctx {self.n_ctx}")
+        whole = (ctx + cont)[-(self.n_ctx + 1) :]
         return _Sequence(tokens=whole[:-1], targets=cont, slot=slot)
 
     # log-likelihoods
@@ -224,7 +228,7 @@ class Scorer:
             sequences = [self._sequence(request, (g, r)) for r, request in enumerate(group)]
             shared = min(common_prefix_len([s.tokens for s in sequences]), min(len(s.tokens) - len(s.targets) for s in sequences))
             unit = Unit(prefix=sequences[0].tokens[:shared], sequences=sequences)
-            if unit.n_tokens > self.kv_cells:  # too big to share: one unit per request
+            if unit.n_tokens > self.context_cells:  # too big to share: one unit per request
                 units += [Unit(prefix=[], sequences=[s]) for s in sequences]
             else:
                 units.append(unit)
@@ -307,7 +311,7 @@ class Scorer:
         # lm-eval also stops at the tokenizer's EOS text
         eos_text = self.model.token_text(self.model.eos) if self.model.eos >= 0 else ""
         stops = [stop for stop in (*until, eos_text) if stop]
-        prompt = self.encode(context)[-(self.max_length - max_tokens) :]
+        prompt = self.encode(context)[-(self.n_ctx - max_tokens) :]
         self.ctx.clear()
         logits = self.ctx.eval(prompt, outputs=[False] * (len(prompt) - 1) + [True])
         generated: list[int] = []
@@ -319,7 +323,7 @@ class Scorer:
             generated.append(token)
             self.generated_tokens += 1
             text = self.model.detokenize(generated)
-            if any(stop in text for stop in stops) or len(prompt) + len(generated) >= self.kv_cells:
+            if any(stop in text for stop in stops) or len(prompt) + len(generated) >= self.context_cells:
                 break
             logits = self.ctx.eval([token])
         for stop in stops:

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from painters_gguf import metrics, variants
+from painters_gguf.engine import Engine
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
 from painters_gguf.plan import Plan, Step
@@ -144,6 +145,7 @@ class Scores:
         expect: Callable[[int], None] = lambda n: None,
     ) -> None:
         self.evaluator = evaluator
+        self.engine = Engine(evaluator)
         self.prepared = list(prepared)
         self.search_items = search_items
         self.progress = progress
@@ -178,18 +180,13 @@ class Scores:
         return self._score(plans, prepared, "held-out")
 
     def _score(self, plans: Sequence[Plan], prepared: list[PreparedTask], phase: str) -> dict[Plan, Score]:
-        evaluator = self.evaluator
-        every = list(dict.fromkeys([evaluator.full_plan, *plans]))
-        self.expect(sum(evaluator.todo(plan, prep) for plan in every for prep in prepared))
-        from painters_gguf import shared_prefix  # llama.cpp: imported when the search scores
-
-        shared_prefix.score_plans(evaluator, every, prepared, self.progress)
-        full = {prep.task.name: evaluator.run(evaluator.full_plan, prep, self.progress) for prep in prepared}
+        self.expect(self.engine.todo(plans, prepared))
+        found = self.engine.score(plans, prepared, progress=lambda plan, prep: self.progress)
+        full = {prep.task.name: scores for prep, scores in zip(prepared, found[self.engine.full_plan], strict=True)}
         scores = {}
         for plan in plans:
-            per_task = [(prep, evaluator.run(plan, prep, self.progress)) for prep in prepared]
             self.evaluated += [(phase, plan.text, prep.task.name, tuple(prep.indices)) for prep in prepared]
-            scores[plan] = _normalized(per_task, full)
+            scores[plan] = _normalized(list(zip(prepared, found[plan], strict=True)), full)
         return scores
 
 
@@ -442,7 +439,7 @@ def measure_influence(evaluator: Evaluator, prepared: Sequence[PreparedTask]) ->
 
     model, settings = evaluator.model, evaluator.settings
     documents = [
-        model.tokenize(prep.context_of(i), add_bos=bool(settings.add_bos))[-settings.max_length :]
+        model.tokenize(prep.context_of(i), add_bos=bool(settings.add_bos))[-settings.n_ctx :]
         for prep in prepared
         for i in prep.task.limit_indices(prep.docs, PROXY_DOCUMENTS)
     ]

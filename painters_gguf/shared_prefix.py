@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress
 from painters_gguf.hidden_states import HiddenStates, step_output
 from painters_gguf.plan import Plan, Step
-from painters_gguf.requests import LoglikelihoodResult
+from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.scoring import GroupResults, Layout, Scorer, Unit, holds_any
 
 # hidden states kept for one window of batches, at most (one batch is always taken)
@@ -110,6 +110,17 @@ def computed_blocks(plans: Sequence[Plan], n_layer: int) -> int:
     return sum(run.graph_plan.n_slots for run in plan_runs({plan: [0] for plan in [full, *plans]}, full, [[]]))
 
 
+def packed(
+    evaluator: Evaluator, prepared: PreparedTask, todo: Mapping[Plan, Collection[int]]
+) -> tuple[list[list[LoglikelihoodRequest]], list[list[Unit]], list[int]]:
+    """The task's requests packed as a full run packs them, up to the last batch a plan needs
+    (`todo`: each plan's documents still to do, some), and the batches that hold one of them:
+    (requests per document, batches, the needed batches)."""
+    groups = evaluator.requests(prepared, sorted(set().union(*todo.values())))
+    batches = evaluator.scorer.batches(groups)
+    return groups, batches, needed_batches(batches, [set(docs) for docs in todo.values()])
+
+
 def needed_batches(batches: Sequence[Sequence[Unit]], todo: Iterable[Collection[int]]) -> list[int]:
     """The batches holding a document one of the `todo` sets (a plan's each) still needs."""
     todo = list(todo)
@@ -126,7 +137,12 @@ def score_batches(
         yield from _score_window(scorer, runs, {b: (Layout.of(batches[b]), batches[b], active[b]) for b in window})
 
 
-def score_plans(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[PreparedTask], progress: Progress) -> None:
+def score_plans(
+    evaluator: Evaluator,
+    plans: Sequence[Plan],
+    prepared: Sequence[PreparedTask],
+    progress: Callable[[Plan, PreparedTask], Progress],
+) -> None:
     """Score the plans and the full model on every log-likelihood task through the store, each plan
     going on from the state of its donor. Generation tasks are left to `Evaluator.run`, plan by plan."""
     for prep in prepared:
@@ -136,13 +152,11 @@ def score_plans(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[
         todo = {plan: docs for plan, (_, docs) in opened.items()}
         if not any(todo.values()):
             continue
-        groups = evaluator.requests(prep, sorted(set().union(*todo.values())))
+        groups, batches, needed = packed(evaluator, prep, todo)
         runs = plan_runs(todo, evaluator.full_plan, groups)
-        batches = evaluator.scorer.batches(groups)
-        needed = needed_batches(batches, [run.todo for run in runs])
         for run, finished, results, seconds in score_batches(evaluator.scorer, runs, batches, needed):
             evaluator.store_results(opened[run.plan][0], prep, finished, results, seconds)
-            progress(sum(1 for g in finished if g in run.todo))
+            progress(run.plan, prep)(sum(1 for g in finished if g in run.todo))
 
 
 def _active(runs: Sequence[PlanRun], units: Sequence[Unit]) -> list[PlanRun]:

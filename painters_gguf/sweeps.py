@@ -15,8 +15,9 @@ import numpy as np
 
 from painters_gguf import metrics, variants
 from painters_gguf.abi import MAX_SLOTS
+from painters_gguf.engine import Compute, Engine
 from painters_gguf.errors import PlanError
-from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
+from painters_gguf.evaluate import PreparedTask, Progress, TaskScores
 from painters_gguf.plan import Plan
 from painters_gguf.variants import Variant
 
@@ -129,46 +130,30 @@ def coverage(cells: Sequence[Cell]) -> tuple[int, int]:
 
 
 def run(
-    evaluator: Evaluator,
+    engine: Engine,
     grids: Mapping[Variant, Sequence[Point]],
     prepared: Sequence[PreparedTask],
     *,
-    compute: bool,
-    share_prefix: bool = True,
+    compute: Compute | None,
     progress: Progress = lambda n: None,
 ) -> tuple[dict[Variant, list[Cell]], dict[str, TaskScores | None]]:
-    """Score every point on every task (compute=False: only read what the store has); returns the
+    """Score every point on every task (compute=None: only read what the store has); returns the
     cells per variant and the full model's scores per task, the reference of every normalized score.
-    With `share_prefix`, the layers plans share with the full model are computed once per batch
-    (`shared_prefix`: the same numbers); without, each plan runs on its own, plan after plan."""
-    if compute and share_prefix:
-        plans = [point.plan for points in grids.values() for point in points]
-        from painters_gguf import shared_prefix  # llama.cpp: imported when a sweep computes
-
-        shared_prefix.score_plans(evaluator, plans, prepared, progress)
-    full = {
-        prep.task.name: evaluator.run(evaluator.full_plan, prep, progress)
-        if compute
-        else evaluator.stored(evaluator.full_plan, prep)
-        for prep in prepared
-    }
-    known: dict[tuple[str, str], TaskScores | None] = {
-        (evaluator.full_plan.text, name): scores for name, scores in full.items()
-    }  # a plan shared by several points is scored (or read) once
-
-    def scores_of(plan: Plan, prep: PreparedTask) -> TaskScores | None:
-        key = (plan.text, prep.task.name)
-        if key not in known:
-            known[key] = evaluator.run(plan, prep, progress) if compute else evaluator.stored(plan, prep)
-        return known[key]
+    A plan shared by several points is scored (or read) once."""
+    plans = [point.plan for points in grids.values() for point in points]
+    found: Mapping[Plan, Sequence[TaskScores | None]]
+    if compute is None:
+        found = engine.stored(plans, prepared)
+    else:
+        found = engine.score(plans, prepared, compute=compute, progress=lambda plan, prep: progress)
+    full = {prep.task.name: scores for prep, scores in zip(prepared, found[engine.full_plan], strict=True)}
 
     cells: dict[Variant, list[Cell]] = {}
     for variant, points in grids.items():
         cells[variant] = []
         for point in points:
             cell = Cell(point, {}, {})
-            for prep in prepared:
-                scores = scores_of(point.plan, prep)
+            for prep, scores in zip(prepared, found[point.plan], strict=True):
                 name = prep.task.name
                 cell.raw[name], cell.normalized[name], cell.stderr[name] = _primary(prep, scores, full[name])
                 cell.n[name] = scores.n_docs if scores is not None else 0

@@ -168,7 +168,7 @@ def test_a_worker_refuses_another_model_file_or_other_data(tiny_bpe_model, smoll
 
 def test_workers_fit_the_cluster() -> None:
     """--threads CPUs per worker (and a GPU each with layers on one); more than fit is one line, not a hang."""
-    from painters_gguf.cli.sweep import _ray_workers
+    from painters_gguf.distributed import ray_workers as _ray_workers
     from painters_gguf.errors import PaintersError
 
     assert _ray_workers({"CPU": 16.0}, None, 4, gpu=False) == 4

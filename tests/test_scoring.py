@@ -18,7 +18,7 @@ from painters_gguf.tasks import TASKS
 @pytest.fixture(scope="module")
 def scorer(tiny_bpe_model) -> Scorer:
     # flash attention off: the float32 attention path, so batch composition changes only rounding
-    return Scorer(tiny_bpe_model, max_length=512, n_batch=256, n_seq_max=16, threads=2, flash_attn="off")
+    return Scorer(tiny_bpe_model, n_ctx=512, n_batch=256, n_seq_max=16, threads=2, flash_attn="off")
 
 
 def test_encode_pair_moves_trailing_spaces(scorer: Scorer) -> None:
@@ -46,7 +46,7 @@ def test_empty_context_uses_the_prefix_token(scorer: Scorer) -> None:
 
 
 def test_add_bos(tiny_bpe_model) -> None:
-    with_bos = Scorer(tiny_bpe_model, max_length=64, n_batch=64, add_bos=True)
+    with_bos = Scorer(tiny_bpe_model, n_ctx=64, n_batch=64, add_bos=True)
     ctx, cont = with_bos.encode_pair("Hello", " world")
     assert ctx[0] == tiny_bpe_model.bos and ctx[1:] == tiny_bpe_model.tokenize("Hello")
     assert cont == tiny_bpe_model.tokenize(" world")
@@ -108,7 +108,7 @@ def test_batched_equals_unbatched(scorer: Scorer, shared_data: Path, plan_text: 
 
 def test_units_larger_than_a_batch(tiny_bpe_model, shared_data: Path) -> None:
     """A document larger than n_batch is decoded in chunks through the cache, same results."""
-    small = Scorer(tiny_bpe_model, max_length=512, n_batch=32, n_seq_max=4, threads=2, flash_attn="off")
+    small = Scorer(tiny_bpe_model, n_ctx=512, n_batch=32, n_seq_max=4, threads=2, flash_attn="off")
     groups = boundary_groups(shared_data)[:4]
     assert any(unit.n_tokens > 32 for unit in small.units(groups))
     for done, results in small.loglikelihoods(groups):
@@ -118,8 +118,8 @@ def test_units_larger_than_a_batch(tiny_bpe_model, shared_data: Path) -> None:
 
 
 def test_left_truncation(tiny_bpe_model) -> None:
-    """A request longer than max_length keeps its last max_length + 1 tokens, as lm-eval does."""
-    short = Scorer(tiny_bpe_model, max_length=16, n_batch=64, threads=2)
+    """A request longer than n_ctx keeps its last n_ctx + 1 tokens, as lm-eval does."""
+    short = Scorer(tiny_bpe_model, n_ctx=16, n_batch=64, threads=2)
     context = " ".join(["alpha beta gamma delta"] * 10)
     request = LoglikelihoodRequest(context, " epsilon zeta")
     ctx, cont = short.encode_pair(request.context, request.continuation)
@@ -133,7 +133,7 @@ def test_left_truncation(tiny_bpe_model) -> None:
 
 
 def test_greedy_generation_stops(tiny_bpe_model) -> None:
-    gen = Scorer(tiny_bpe_model, max_length=128, n_batch=64, threads=2)
+    gen = Scorer(tiny_bpe_model, n_ctx=128, n_batch=64, threads=2)
     text = gen.generate("Question: what is 2+2?\nAnswer:", until=("Question:",), max_tokens=12)
     assert "Question:" not in text
     tokens = tiny_bpe_model.tokenize(text)

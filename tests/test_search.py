@@ -130,7 +130,7 @@ def tiny8(smollm2_path: Path, tmp_path_factory: pytest.TempPathFactory):
 
 def evaluator(model: Model, db: Path) -> Evaluator:
     settings = Settings(batch_size=256).for_model(model.arch, model.n_layer)
-    return Evaluator(Scorer(model, n_batch=256, max_length=2048, threads=2), Store(db), settings)
+    return Evaluator(Scorer(model, n_batch=256, n_ctx=2048, threads=2), Store(db), settings)
 
 
 def planted_data(model: Model, planted: Plan, folder: Path, n_rows: int = 40) -> Path:

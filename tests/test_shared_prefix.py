@@ -12,6 +12,7 @@ from test_sweeps import store_contents
 from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
 
 from painters_gguf import shared_prefix, sweeps, variants
+from painters_gguf.engine import Compute, Engine
 from painters_gguf.evaluate import Evaluator, Settings, prepare
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Context, Model
@@ -65,16 +66,16 @@ def sweep_store(
     *,
     share: bool,
     batch_size: int = 256,
-    max_length: int = 2048,
+    n_ctx: int = 2048,
 ) -> dict[tuple, dict]:
     """Score the grids on the tasks (name -> limit) into a new store; its documents."""
-    settings = Settings(batch_size=batch_size, max_length=max_length).for_model(model.arch, model.n_layer)
+    settings = Settings(batch_size=batch_size, n_ctx=n_ctx).for_model(model.arch, model.n_layer)
     prepared = [prepare(TASKS[name], data, limit, settings) for name, limit in tasks.items()]
     store = Store(db)
     try:
-        scorer = Scorer(model, n_batch=batch_size, max_length=max_length, threads=2)
+        scorer = Scorer(model, n_batch=batch_size, n_ctx=n_ctx, threads=2)
         evaluator = Evaluator(scorer, store, settings)
-        sweeps.run(evaluator, grids, prepared, compute=True, share_prefix=share)
+        sweeps.run(Engine(evaluator), grids, prepared, compute=Compute(share_prefix=share))
     finally:
         store.close()
     return store_contents(db)
@@ -123,17 +124,17 @@ TINY_TASKS = {"arc_easy": 10, "hellaswag": 6, "lambada_openai": 10}
 
 
 @pytest.mark.parametrize(
-    ("budget", "max_length"),
+    ("budget", "n_ctx"),
     [(shared_prefix.STATE_BUDGET, 2048), (1, 2048), (1, 64)],
     ids=["one-window", "a-window-per-batch", "documents-across-batches"],
 )
 def test_tiny_sweep_stores_what_plan_by_plan_stores(
-    tiny8: Model, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int, max_length: int
+    tiny8: Model, shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int, n_ctx: int
 ) -> None:
     """With 64 cells of context, a hellaswag document is too long to share its prefix: one unit
     per request, and its requests land in several batches (and windows)."""
     grids = middle_grids(tiny8.n_layer)
-    options = {"batch_size": 64, "max_length": max_length}
+    options = {"batch_size": 64, "n_ctx": n_ctx}
     plain = sweep_store(tiny8, shared_data, tmp_path / "plain.db", grids, TINY_TASKS, share=False, **options)
     monkeypatch.setattr(shared_prefix, "STATE_BUDGET", budget)
     set_plans = spy_on_plans(monkeypatch)
