@@ -23,8 +23,8 @@ from painters_gguf.cli.session import Session, open_session, progress_bar, run_i
 from painters_gguf.engine import Compute, ProgressFor
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import PreparedTask, TaskScores
+from painters_gguf.lm_eval_format import eval_config, results_json, sample_records, write_json, write_samples
 from painters_gguf.plan import Plan
-from painters_gguf.report import eval_config, results_json, sample_records, write_json, write_samples
 
 
 def scores_table(title: str, prepared: list[PreparedTask], plan_scores: list[TaskScores], full_scores: list[TaskScores]) -> Table:
@@ -107,10 +107,19 @@ def eval_command(
         )
         err.print(f"wrote {escape(str(results_path))}")
     if samples is not None:
-        for prep, plan_s, full_s in zip(prepared, plan_scores, full_scores, strict=True):
-            for full, task_scores in ((False, plan_s), (True, full_s)):
-                write_samples(samples[prep.task.name, full], sample_records(prep, task_scores))
-        err.print(f"wrote {len(samples)} sample logs beside it")
+        _write_samples(samples, prepared, plan_scores, full_scores)
+
+
+def _write_samples(
+    samples: dict[tuple[str, bool], Path],
+    prepared: list[PreparedTask],
+    plan_scores: list[TaskScores],
+    full_scores: list[TaskScores],
+) -> None:
+    for prep, plan_s, full_s in zip(prepared, plan_scores, full_scores, strict=True):
+        for full, task_scores in ((False, plan_s), (True, full_s)):
+            write_samples(samples[prep.task.name, full], sample_records(prep, task_scores))
+    err.print(f"wrote {len(samples)} sample logs beside it")
 
 
 # eval shows a bar per plan and task, so it scores them one after the other (the numbers are the same)

@@ -7,7 +7,11 @@ patch adds are declared here on the same library.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import signal
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from painters_gguf import abi
@@ -114,3 +118,22 @@ def call_plan_status(status: int, plan: Plan | None) -> None:
     what = f"plan {plan.text!r}" if plan is not None else "the default plan"
     detail = LOG.take()
     raise PlanError(f"{what}: {message}" + (f" ({detail})" if detail else ""))
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C taken after the block, not inside it. While llama.cpp calls back into Python (its log
+    callback, the eval callback), a KeyboardInterrupt raised there cannot cross into C: ctypes
+    drops it (the eval callback then answers False, which stops the pass midway with logits never
+    computed). C code is not interrupted by Python's handler anyway: nothing comes later."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

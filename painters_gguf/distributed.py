@@ -309,16 +309,21 @@ def run(
             raise PaintersError(_last_line(err)) from None
         except RayError as err:  # anything else Ray reports (a node lost, out of memory)
             raise PaintersError(f"Ray: {_last_line(err)}") from None
-        for text, docs in unit.todo:
-            returned = {i for i, _ in result.documents.get(text, [])}
-            if not set(docs) <= returned:
-                raise PaintersError(
-                    f"a worker returned {unit.task} under plan {text} without documents {sorted(set(docs) - returned)}"
-                )
-        for text, documents in result.documents.items():
-            evaluator.store.add(run_ids[text, result.task], documents, result.seconds[text], result.machine)
+        _commit(evaluator, unit, result, run_ids)
         on_unit(unit, result)
         give(actor)
+
+
+def _commit(evaluator: Evaluator, unit: WorkUnit, result: UnitResult, run_ids: dict[tuple[str, str], int]) -> None:
+    """Store a unit's documents, once every one it was given is there."""
+    for text, docs in unit.todo:
+        returned = {i for i, _ in result.documents.get(text, [])}
+        if not set(docs) <= returned:
+            raise PaintersError(
+                f"a worker returned {unit.task} under plan {text} without documents {sorted(set(docs) - returned)}"
+            )
+    for text, documents in result.documents.items():
+        evaluator.store.add(run_ids[text, result.task], documents, result.seconds[text], result.machine)
 
 
 def _last_line(err: Exception) -> str:

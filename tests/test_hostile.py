@@ -131,7 +131,7 @@ def test_iteration_ranges_parse_or_refuse(text: str) -> None:
 
 
 def test_json_outputs_are_always_valid(tmp_path: Path) -> None:
-    from painters_gguf.report import write_json
+    from painters_gguf.lm_eval_format import write_json
 
     path = tmp_path / "r.json"
     write_json(path, {"ppl": math.inf, "acc": math.nan, "ok": [1.0, -math.inf]})
