@@ -172,3 +172,37 @@ def test_models_fetch_checks_the_cache_and_commands_refuse_a_damaged_one(home_wi
     truncated = cli(home_with_smollm2, "export", "0-3", "-m", "smollm2-135m", "-o", str(home_with_smollm2 / "x.gguf"))
     assert truncated.returncode == 2 and f"(1000 bytes, expected {entry.n_bytes})" in truncated.stderr
     assert not (home_with_smollm2 / "x.gguf").exists()
+
+
+# --- the model check's probe, remembered for unchanged files ---
+
+
+def test_a_model_file_that_passed_is_not_probed_again(tiny_gguf: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from painters_gguf import gguf_check
+    from painters_gguf.errors import PaintersError
+
+    monkeypatch.setenv("PAINTERS_GGUF_HOME", str(tmp_path / "home"))
+    model = tmp_path / "model.gguf"
+    shutil.copyfile(tiny_gguf, model)
+    probes: list[Path] = []
+    real = gguf_check._probe
+    monkeypatch.setattr(gguf_check, "_probe", lambda path: probes.append(path) or real(path))
+    assert gguf_check.check_model_file(model) == "llama" and len(probes) == 1
+    assert gguf_check.check_model_file(model) == "llama" and len(probes) == 1  # remembered
+    os.utime(model, ns=(1, 1))  # touched: probed again
+    assert gguf_check.check_model_file(model) == "llama" and len(probes) == 2
+    (tmp_path / "home" / gguf_check.CHECKS_FILE).write_text("{not json")  # a damaged record: probed again
+    assert gguf_check.check_model_file(model) == "llama" and len(probes) == 3
+    with model.open("r+b") as f:  # damaged after it passed: the probe sees it
+        f.truncate(model.stat().st_size // 2)
+    with pytest.raises(PaintersError, match="model.gguf"):
+        gguf_check.check_model_file(model)
+    assert len(probes) == 4
+    shutil.copyfile(tiny_gguf, model)
+    gguf_check.check_model_file(model)
+    library = gguf_check._library()
+    assert library  # the files of the library llama_cpp loads
+    monkeypatch.setattr(gguf_check, "_library", lambda: library + "; rebuilt")  # another library: its verdict is its own
+    gguf_check.check_model_file(model)
+    gguf_check.check_model_file(model)
+    assert len(probes) == 6
