@@ -11,13 +11,14 @@ from rich.progress import Progress
 from rich.table import Table
 
 from painters_gguf import outputs, tasks
+from painters_gguf.candidates import measure_influence
 from painters_gguf.cli.console import err, out, print_notes, untrusted
 from painters_gguf.cli.options import Scoring, with_scoring_options
 from painters_gguf.cli.render import fmt, number
 from painters_gguf.cli.session import open_session, progress_bar, run_inputs, store_path
 from painters_gguf.errors import PaintersError
 from painters_gguf.fetch import locate_model
-from painters_gguf.search import Entry, Found, Scores, Search, check_budget, measure_influence
+from painters_gguf.search import Entry, Found, Scores, Search, check_budget
 
 LEADERBOARD_ROWS = 5
 

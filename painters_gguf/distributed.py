@@ -28,7 +28,7 @@ from painters_gguf.scoring import Unit
 
 if TYPE_CHECKING:
     from ray import ObjectRef
-    from ray.actor import ActorHandle
+    from ray.actor import ActorClass, ActorHandle
 
 # decode batches per unit (each for every plan that needs it): seconds of work on a small model
 UNIT_BATCHES = 2
@@ -261,7 +261,7 @@ def run(
     """Score the plans and the full model on the tasks on Ray workers (Ray initialised by the
     caller), committing each finished unit to the store here."""
     import ray
-    from ray.exceptions import GetTimeoutError, RayActorError, RayError, RayTaskError, WorkerCrashedError
+    from ray.exceptions import RayActorError, RayError, RayTaskError, WorkerCrashedError
 
     work, run_ids = units(evaluator, plans, prepared)
     if not work:
@@ -275,21 +275,7 @@ def run(
             unit = pending.pop()
             busy[actor.score.remote(unit)] = (unit, actor)
 
-    def start(n: int) -> list[ActorHandle]:
-        """n new workers, each with the model loaded; a worker that cannot set up is an error here."""
-        actors = [actor_class.remote(job) for _ in range(n)]
-        try:
-            ray.get([actor.ready.remote() for actor in actors], timeout=START_TIMEOUT)
-        except GetTimeoutError:
-            need = f"{job.threads} CPUs" + (" and a GPU" if job.settings.n_gpu_layers else "")
-            raise PaintersError(
-                f"Ray placed fewer than {n} workers of {need} each within {START_TIMEOUT} s: use fewer --ray-workers"
-            ) from None
-        except RayError as err:
-            raise PaintersError(f"a Ray worker could not start: {_last_line(err)}") from None
-        return actors
-
-    for actor in start(min(workers, len(work))):
+    for actor in _start(actor_class, job, min(workers, len(work))):
         give(actor)
     while busy:
         ready, _ = ray.wait(list(busy), num_returns=1)
@@ -303,7 +289,7 @@ def run(
                 ) from None
             pending.append(dataclasses.replace(unit, attempt=unit.attempt + 1))  # next
             ray.kill(actor)
-            give(start(1)[0])
+            give(_start(actor_class, job, 1)[0])
             continue
         except RayTaskError as err:  # the worker raised: the same error here, one line
             raise PaintersError(_last_line(err)) from None
@@ -312,6 +298,24 @@ def run(
         _commit(evaluator, unit, result, run_ids)
         on_unit(unit, result)
         give(actor)
+
+
+def _start(actor_class: ActorClass, job: Job, n: int) -> list[Any]:
+    """n new workers, each with the model loaded; a worker that cannot set up is an error here."""
+    import ray
+    from ray.exceptions import GetTimeoutError, RayError
+
+    actors = [actor_class.remote(job) for _ in range(n)]
+    try:
+        ray.get([actor.ready.remote() for actor in actors], timeout=START_TIMEOUT)
+    except GetTimeoutError:
+        need = f"{job.threads} CPUs" + (" and a GPU" if job.settings.n_gpu_layers else "")
+        raise PaintersError(
+            f"Ray placed fewer than {n} workers of {need} each within {START_TIMEOUT} s: use fewer --ray-workers"
+        ) from None
+    except RayError as err:
+        raise PaintersError(f"a Ray worker could not start: {_last_line(err)}") from None
+    return actors
 
 
 def _commit(evaluator: Evaluator, unit: WorkUnit, result: UnitResult, run_ids: dict[tuple[str, str], int]) -> None:
