@@ -35,11 +35,11 @@ from rich.console import Console
 from painters_gguf import variants
 from painters_gguf.bindings import C
 from painters_gguf.data import load_split
+from painters_gguf.engine.scoring import Scorer
 from painters_gguf.fetch import resolve_model
 from painters_gguf.memory import Device, backend_devices, human_bytes
 from painters_gguf.paths import data_dir
 from painters_gguf.runtime import Model
-from painters_gguf.scoring import Scorer
 from painters_gguf.sweeps import grid
 from painters_gguf.tasks import TASKS
 from painters_gguf.variants import Variant

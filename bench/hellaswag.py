@@ -27,10 +27,10 @@ sys.path.insert(0, str(REPO / "patches"))
 import build_wheel  # noqa: E402
 
 from painters_gguf.data import load_split  # noqa: E402
+from painters_gguf.engine.scoring import Scorer  # noqa: E402
 from painters_gguf.fetch import resolve_model  # noqa: E402
 from painters_gguf.paths import data_dir  # noqa: E402
 from painters_gguf.runtime import Model  # noqa: E402
-from painters_gguf.scoring import Scorer  # noqa: E402
 from painters_gguf.tasks import TASKS  # noqa: E402
 
 

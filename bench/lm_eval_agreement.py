@@ -32,11 +32,11 @@ from rich.console import Console
 from rich.table import Table
 
 from painters_gguf.data import read_jsonl
+from painters_gguf.engine.scoring import Scorer
 from painters_gguf.evaluate import Settings, prepare
 from painters_gguf.fetch import resolve_model
 from painters_gguf.paths import data_dir
 from painters_gguf.runtime import Model
-from painters_gguf.scoring import Scorer
 from painters_gguf.tasks import TASKS
 
 # lm-eval's dataset ids -> our folders; a split we do not have locally is stood in for by one we

@@ -25,12 +25,13 @@ from rich.console import Console
 from rich.table import Table
 from sweep import documents  # bench/sweep.py: a store's documents
 
-from painters_gguf import distributed, sweeps, tasks
+from painters_gguf import sweeps, tasks
+from painters_gguf.engine import distributed
+from painters_gguf.engine.scoring import Scorer
 from painters_gguf.evaluate import Evaluator, Settings, prepare
 from painters_gguf.fetch import resolve_model
 from painters_gguf.paths import data_dir
 from painters_gguf.runtime import Model
-from painters_gguf.scoring import Scorer
 from painters_gguf.store import Store
 
 CLI = str(Path(sys.executable).with_name("painters-gguf"))

@@ -28,9 +28,9 @@ from rich.console import Console
 from rich.table import Table
 
 from painters_gguf import sweeps, variants
+from painters_gguf.engine.shared_prefix import computed_blocks
 from painters_gguf.fetch import resolve_model
 from painters_gguf.runtime import Model
-from painters_gguf.shared_prefix import computed_blocks
 
 CLI = str(Path(sys.executable).with_name("painters-gguf"))
 

@@ -14,8 +14,8 @@ from typing import Annotated
 import typer
 
 from painters_gguf.abi import MAX_CELLS, MAX_SLOTS
+from painters_gguf.engine.packing import SEQUENCES_PER_BATCH
 from painters_gguf.evaluate import Settings
-from painters_gguf.packing import SEQUENCES_PER_BATCH
 
 Model = Annotated[
     str | None,

@@ -48,7 +48,7 @@ class Session:
 def open_session(*, default_db: Path, scoring: Scoring, vocab_only: bool = False) -> Session:
     """Load the model once, read the tasks, open the store (--db after the command, else the
     one before it, else the default). With `vocab_only`, only the tokenizer is loaded."""
-    from painters_gguf.scoring import Scorer
+    from painters_gguf.engine.scoring import Scorer
 
     if scoring.limit is not None and scoring.limit < 1:
         raise PaintersError("--limit takes a number >= 1")

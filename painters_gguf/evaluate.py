@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING
 
 from painters_gguf import metrics, variants
 from painters_gguf.data import load_split
-from painters_gguf.packing import PACKING
+from painters_gguf.engine.packing import PACKING
 from painters_gguf.plan import Plan
 from painters_gguf.requests import Generation, LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.store import RunKey, Store
 from painters_gguf.tasks.base import Task
 
 if TYPE_CHECKING:
-    from painters_gguf.scoring import Scorer
+    from painters_gguf.engine.scoring import Scorer
 
 Progress = Callable[[int], None]  # called with the number of documents just finished
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from painters_gguf import variants
-from painters_gguf.hidden_states import HiddenStates
+from painters_gguf.engine.hidden_states import HiddenStates
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Context
 

@@ -16,8 +16,8 @@ from tiny_archs import FAMILIES, Gemma2, Gemma3, Shape, TinyModel
 from tiny_llama import assert_continues_from_kept_state, assert_plans_differ, chunked_logits, relative_error
 
 from painters_gguf import variants
+from painters_gguf.engine.shared_prefix import shared_steps
 from painters_gguf.plan import Plan
-from painters_gguf.shared_prefix import shared_steps
 
 STOCK_SCRIPT = Path(__file__).with_name("stock_logits.py")
 

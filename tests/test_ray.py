@@ -20,7 +20,7 @@ import pytest
 from faults import interrupt_midway, stored_documents
 from test_sweeps import CLI, store_contents
 
-from painters_gguf import distributed
+from painters_gguf.engine import distributed
 
 TIMEOUT = 900
 
@@ -102,7 +102,7 @@ def test_a_killed_driver_reruns_to_the_same_store(local_store: dict, sweep_args,
 def test_units_never_split_a_document_across_workers(monkeypatch: pytest.MonkeyPatch) -> None:
     """A document too long to share its prefix spans batches: its batches stay in one unit."""
     monkeypatch.setattr(distributed, "UNIT_BATCHES", 2)
-    from painters_gguf.scoring import Unit, _Sequence
+    from painters_gguf.engine.scoring import Unit, _Sequence
 
     def batch(group: int) -> list[Unit]:
         return [Unit(prefix=[], sequences=[_Sequence(tokens=[1], targets=[1], slot=(group, 0))])]
@@ -119,9 +119,9 @@ def test_units_never_split_a_document_across_workers(monkeypatch: pytest.MonkeyP
 def test_a_worker_scores_generation_units_as_the_local_path(tiny_bpe_model, shared_data: Path, tmp_path: Path) -> None:
     """gsm8k's units (a plan and a few documents, generated one by one) hold the documents a local
     run stores; the worker runs in this process here, as a Ray actor runs it."""
+    from painters_gguf.engine.scoring import Scorer
     from painters_gguf.evaluate import Evaluator, Settings, prepare
     from painters_gguf.plan import Plan
-    from painters_gguf.scoring import Scorer
     from painters_gguf.store import Store
     from painters_gguf.tasks import TASKS
 
@@ -168,7 +168,7 @@ def test_a_worker_refuses_another_model_file_or_other_data(tiny_bpe_model, smoll
 
 def test_workers_fit_the_cluster() -> None:
     """--threads CPUs per worker (and a GPU each with layers on one); more than fit is one line, not a hang."""
-    from painters_gguf.distributed import ray_workers as _ray_workers
+    from painters_gguf.engine.distributed import ray_workers as _ray_workers
     from painters_gguf.errors import PaintersError
 
     assert _ray_workers({"CPU": 16.0}, None, 4, gpu=False) == 4

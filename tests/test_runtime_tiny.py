@@ -19,10 +19,10 @@ from tiny_llama import (
 )
 
 from painters_gguf import abi, variants
+from painters_gguf.engine.hidden_states import step_output
+from painters_gguf.engine.shared_prefix import shared_steps
 from painters_gguf.errors import PlanError
-from painters_gguf.hidden_states import step_output
 from painters_gguf.plan import Plan
-from painters_gguf.shared_prefix import shared_steps
 
 # every plan shape: full, skip, reorder, repeat, parallel, looped parallel, and mixtures
 PLAN_TEXTS = [
@@ -220,7 +220,7 @@ def test_plans_go_on_from_kept_states(ctx_f32, text: str) -> None:
 def test_ctrl_c_in_the_eval_callback_is_raised_after_a_whole_pass(ctx_f32) -> None:
     """A KeyboardInterrupt inside the callback cannot cross into C: the pass still runs to its end
     (a callback returning False would stop it midway), and the decode raises it afterwards."""
-    from painters_gguf.hidden_states import HiddenStates
+    from painters_gguf.engine.hidden_states import HiddenStates
 
     class InterruptedOnce(HiddenStates):
         raised = False
@@ -254,7 +254,7 @@ def test_a_real_ctrl_c_during_a_pass_with_the_callback_ends_it_whole(ctx_f32) ->
     import os
     import signal
 
-    from painters_gguf.hidden_states import HiddenStates
+    from painters_gguf.engine.hidden_states import HiddenStates
 
     class SignalledMidway(HiddenStates):
         sent = False

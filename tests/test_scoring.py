@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from painters_gguf.engine.scoring import Scorer, log_softmax_at
 from painters_gguf.plan import Plan
 from painters_gguf.requests import LoglikelihoodRequest
-from painters_gguf.scoring import Scorer, log_softmax_at
 from painters_gguf.tasks import TASKS
 
 

@@ -18,11 +18,11 @@ from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
 
 from painters_gguf import variants
 from painters_gguf.candidates import Candidate, block_influence, measure_influence
+from painters_gguf.engine.scoring import Scorer
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, TaskScores, prepare
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Model
-from painters_gguf.scoring import Scorer
 from painters_gguf.search import Found, Scores, Search, _normalized, _rungs
 from painters_gguf.store import Store
 from painters_gguf.tasks import TASKS

@@ -11,13 +11,13 @@ import pytest
 from test_sweeps import store_contents
 from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
 
-from painters_gguf import shared_prefix, sweeps, variants
-from painters_gguf.engine import Compute, Engine
+from painters_gguf import sweeps, variants
+from painters_gguf.engine import Compute, Engine, shared_prefix
+from painters_gguf.engine.scoring import Scorer
+from painters_gguf.engine.shared_prefix import remainder, shared_steps
 from painters_gguf.evaluate import Evaluator, Settings, prepare
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Context, Model
-from painters_gguf.scoring import Scorer
-from painters_gguf.shared_prefix import remainder, shared_steps
 from painters_gguf.store import Store
 from painters_gguf.tasks import TASKS
 from painters_gguf.variants import Variant

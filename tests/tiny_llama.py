@@ -227,9 +227,9 @@ def assert_continues_from_kept_state(ctx, plan, tokens: Sequence[int]) -> None:
     after them (kept by name, given back as embeddings input) under the rest of the plan, gives
     the plan's own logits bit for bit."""
     from painters_gguf import variants
-    from painters_gguf.hidden_states import HiddenStates, step_output
+    from painters_gguf.engine.hidden_states import HiddenStates, step_output
+    from painters_gguf.engine.shared_prefix import remainder, shared_steps
     from painters_gguf.runtime import Batch
-    from painters_gguf.shared_prefix import remainder, shared_steps
 
     n_layer = ctx.model.n_layer
     k = shared_steps(plan, n_layer)

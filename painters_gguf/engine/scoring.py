@@ -18,8 +18,8 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from painters_gguf.engine.packing import SEQUENCES_PER_BATCH
 from painters_gguf.errors import PaintersError
-from painters_gguf.packing import SEQUENCES_PER_BATCH
 from painters_gguf.plan import Plan
 from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.runtime import Batch, Context, Model

@@ -22,11 +22,11 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 
 import numpy as np
 
+from painters_gguf.engine.hidden_states import HiddenStates, step_output
+from painters_gguf.engine.scoring import GroupResults, Layout, Scorer, Unit, holds_any
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress
-from painters_gguf.hidden_states import HiddenStates, step_output
 from painters_gguf.plan import Plan, Step
 from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
-from painters_gguf.scoring import GroupResults, Layout, Scorer, Unit, holds_any
 
 # hidden states kept for one window of batches, at most (one batch is always taken)
 STATE_BUDGET = 256 * 2**20

@@ -9,6 +9,13 @@ sharing the steps plans have in common (`shared_prefix`, the default), plan afte
 workers (`distributed`). However they are computed, every score is committed to the store as its
 document finishes and read back from it, so the numbers are the same and an interrupted run
 resumes. eval, sweep, search (and whatever serves plans next) call this, not the ways beneath it.
+
+Beneath it, the engine's own modules:
+    scoring        requests packed into decode batches (`Scorer`), log-likelihoods, greedy generation
+    packing        the packing's constants (batch width, name), which the store keys carry
+    shared_prefix  donors, decode windows and the hidden states kept between plans
+    hidden_states  the states read out of the graph through the eval callback
+    distributed    work units and workers on Ray; the driver alone writes the store
 """
 
 from __future__ import annotations
@@ -86,11 +93,11 @@ class Engine:
         scored for that plan on that task."""
         every = self.with_full_model(plans)
         if compute.ray is not None:
-            from painters_gguf import distributed
+            from painters_gguf.engine import distributed
 
             distributed.score_on_ray(self.evaluator, every, prepared, compute.ray, progress)
         elif compute.share_prefix:
-            from painters_gguf import shared_prefix
+            from painters_gguf.engine import shared_prefix
 
             shared_prefix.score_plans(self.evaluator, every, prepared, progress)
         # what is left (generation tasks, or everything plan by plan) is computed here; the rest read

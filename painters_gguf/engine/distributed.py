@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from painters_gguf.engine import RayCompute
+from painters_gguf.engine.scoring import Unit
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, Settings, prepare
 from painters_gguf.plan import Plan
-from painters_gguf.scoring import Unit
 
 if TYPE_CHECKING:
     from ray import ObjectRef
@@ -96,10 +96,10 @@ class Worker:
 
     def ready(self) -> bool:
         """Load the model and the tasks, checked against the driver's."""
+        from painters_gguf.engine.scoring import Scorer
         from painters_gguf.fetch import file_sha256, resolve_model
         from painters_gguf.machine import describe
         from painters_gguf.runtime import Model
-        from painters_gguf.scoring import Scorer
         from painters_gguf.tasks import TASKS
 
         job = self.job
@@ -137,7 +137,8 @@ class Worker:
     def score(self, unit: WorkUnit) -> UnitResult:
         import time
 
-        from painters_gguf import shared_prefix, variants
+        from painters_gguf import variants
+        from painters_gguf.engine import shared_prefix
 
         prep = self.prepared[unit.task]
         task = prep.task
@@ -161,7 +162,7 @@ class Worker:
 
 def units(evaluator: Evaluator, plans: Sequence[Plan], prepared: Sequence[PreparedTask]) -> tuple[list[WorkUnit], dict]:
     """The work not yet in the store, and the run id of every (plan text, task) it fills."""
-    from painters_gguf import shared_prefix
+    from painters_gguf.engine import shared_prefix
 
     work: list[WorkUnit] = []
     run_ids: dict[tuple[str, str], int] = {}
