@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install as users install: build the sdist and the wheel (the wheel from the sdist), install the
-# wheel, not editable, into a fresh virtual environment beside the patched llama-cpp-python from
-# the wheel cache (scripts/setup.sh builds it), and run `plan` and a 2-document `eval` from
-# outside the checkout. Needs the default model fetched (scripts/setup.sh does).
+# wheel, not editable, into a fresh virtual environment; check what it does before llama-cpp-python
+# is there (--version, --help, a one-line error); then add the patched llama-cpp-python from the
+# wheel cache (scripts/setup.sh builds it) and run `plan` and a 2-document `eval` from outside the
+# checkout. Needs the default model fetched (scripts/setup.sh does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -16,8 +17,24 @@ echo "install-check: built $(basename "$sdist") and $(basename "$wheel")"
 
 "${PYTHON:-python3}" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip
-"$work/venv/bin/python" patches/build_wheel.py --cached-only > /dev/null
 "$work/venv/bin/python" -m pip install --quiet --disable-pip-version-check "$wheel"
+
+# without llama-cpp-python: --version and --help work, a command that needs it fails in one line
+(
+    cd "$work"
+    "$work/venv/bin/painters-gguf" --version > /dev/null
+    "$work/venv/bin/painters-gguf" --help > /dev/null
+    set +e
+    "$work/venv/bin/painters-gguf" --db "$work/none.db" plan skip > "$work/out.txt" 2> "$work/err.txt"
+    code=$?
+    set -e
+    if [ "$code" != 2 ] || [ "$(wc -l < "$work/err.txt")" != 1 ] || ! grep -q "patched llama-cpp-python) is not usable here" "$work/err.txt"; then
+        echo "install-check: without llama-cpp-python, 'plan' gave exit $code:"; cat "$work/err.txt"; exit 1
+    fi
+)
+echo "install-check: without llama-cpp-python: --version and --help work, a command says what is missing in one line"
+
+"$work/venv/bin/python" patches/build_wheel.py --cached-only > /dev/null
 
 cd "$work"  # nothing from the checkout on the path
 cli="$work/venv/bin/painters-gguf"
