@@ -5,7 +5,8 @@ Each row is a real `painters-gguf` process, timed wall-clock (median of --runs):
 1. `--version`: the interpreter and the CLI's imports;
 2. `eval --tasks TASK --limit 1` with every score already in the store (no decode at all): the
    whole fixed cost, the model check remembered (as on every run after the first);
-3. the same with the model check's probe forgotten (a file seen for the first time);
+3. the same with what was learned about the model file forgotten (a file seen for the first
+   time: the model check's child process and the sha256 run);
 
 then, in this process, the parts of row 2 one by one (the imports, the model check, reading and
 preparing the task, loading the model, opening the store).
@@ -61,6 +62,12 @@ def parts(model: str, task_name: str, data: Path, db: Path) -> list[tuple[str, f
     check_model_file(path)
     found.append(("model file checks (remembered)", time.perf_counter() - start))
     start = time.perf_counter()
+    with Model(path, vocab_only=True) as info:
+        found.append(("the model's metadata", time.perf_counter() - start))
+        start = time.perf_counter()
+        info.sha256  # noqa: B018 - the store's key
+        found.append(("the model's sha256 (remembered)", time.perf_counter() - start))
+    start = time.perf_counter()
     prepare(TASKS[task_name], data, 1, Settings())
     found.append((f"reading and preparing {task_name}", time.perf_counter() - start))
     start = time.perf_counter()
@@ -84,7 +91,7 @@ def main() -> None:
         env = dict(os.environ, PAINTERS_GGUF_DATA=str(args.data_dir))
         eval_command = [CLI, "--db", str(db), "eval", "-m", args.model, "--tasks", args.task, "--limit", "1"]
         subprocess.run(eval_command, env=env, check=True, capture_output=True)  # scores stored; the check remembered
-        forget = ["rm", "-f", str(home / "model-checks.json")]
+        forget = ["rm", "-f", str(home / "file-facts.json")]
         cold_env = dict(env, PAINTERS_GGUF_HOME=str(home))  # the model cache is not there: give a path
         from painters_gguf.fetch import resolve_model
 
@@ -93,7 +100,7 @@ def main() -> None:
         rows = [
             ("painters-gguf --version", timed([CLI, "--version"], env, args.runs)),
             (f"eval --tasks {args.task} --limit 1, all stored", timed(eval_command, env, args.runs)),
-            ("the same, the model check's probe forgotten", timed(cold_command, cold_env, args.runs, before=forget)),
+            ("the same, the model file seen for the first time", timed(cold_command, cold_env, args.runs, before=forget)),
         ]
         steps = parts(args.model, args.task, args.data_dir, db)
     console = Console()

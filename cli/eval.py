@@ -15,14 +15,15 @@ from rich.markup import escape
 from rich.progress import Progress as Bars
 from rich.table import Table
 
-from painters_gguf import metrics, outputs, sweeps, variants
+from painters_gguf import metrics, outputs, sweeps, tasks, variants
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out, print_notes, untrusted
 from painters_gguf.cli.render import fmt
-from painters_gguf.cli.session import Session, open_session, progress_bar, run_inputs
+from painters_gguf.cli.session import Session, open_session, progress_bar, run_inputs, store_path
 from painters_gguf.engine import Compute, ProgressFor
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import PreparedTask, TaskScores
+from painters_gguf.fetch import locate_model
 from painters_gguf.lm_eval_format import eval_config, results_json, sample_records, write_json, write_samples
 from painters_gguf.plan import Plan
 
@@ -76,9 +77,9 @@ def eval_command(
     """Score a plan on benchmarks, next to the unmodified model and normalized (0 = chance, 1 = full model)."""
     if log_samples and output is None:
         raise PaintersError("--log-samples writes beside the results: give -o FILE or -o FOLDER/ too")
-    session = open_session(default_db=ctx.obj.db, scoring=scoring)
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
-    results_path, samples = _outputs(session, output, log_samples, stamp)  # checked before any scoring
+    results_path, samples = _outputs(ctx.obj.db, scoring, output, log_samples, stamp)  # before the model loads
+    session = open_session(default_db=ctx.obj.db, scoring=scoring)
     layer_plan = variants.resolve(plan, session.model.n_layer, n, seed=seed, iters=iters)
     engine = session.engine
     engine.check([layer_plan])  # refused up front: before any work starts
@@ -127,22 +128,23 @@ PLAN_BY_PLAN = Compute(share_prefix=False)
 
 
 def _outputs(
-    session: Session, output: str | None, log_samples: bool, stamp: str
+    default_db: Path, scoring: options.Scoring, output: str | None, log_samples: bool, stamp: str
 ) -> tuple[Path | None, dict[tuple[str, bool], Path] | None]:
     """The results file and the sample logs (task, full model?) -> path, checked against every
     input of the run."""
     if output is None:
         return None, None
-    inputs = run_inputs(session.evaluator.store.path, model=session.path, data=session.scoring.data)
-    results_path = inputs.check(outputs.file_in_folder(output, session.path.stem, f"results_{stamp}.json"), "--output")
+    inputs = run_inputs(store_path(default_db, scoring), model=scoring.model, data=scoring.data)
+    stem = locate_model(scoring.model)[0].stem
+    results_path = inputs.check(outputs.file_in_folder(output, stem, f"results_{stamp}.json"), "--output")
     if not log_samples:
         return results_path, None
     beside = dataclasses.replace(inputs, files=(*inputs.files, results_path))
     samples = {
-        (prep.task.name, full): beside.check(
-            results_path.parent / f"samples_{prep.task.name}{'-full-model' if full else ''}_{stamp}.jsonl", "--log-samples"
+        (task.name, full): beside.check(
+            results_path.parent / f"samples_{task.name}{'-full-model' if full else ''}_{stamp}.jsonl", "--log-samples"
         )
-        for prep in session.prepared
+        for task in tasks.select(scoring.task_names)
         for full in (False, True)
     }
     return results_path, samples

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from painters_gguf.cli.console import err, fail, out
 from painters_gguf.errors import PaintersError
-from painters_gguf.fetch import fetch, model_path
+from painters_gguf.fetch import fetch, locate_model, model_path
 from painters_gguf.models import CATALOG, DEFAULT_MODEL, find
 
 app = typer.Typer(help="The catalog of known models: list them, fetch one.", no_args_is_help=True)
@@ -44,12 +44,16 @@ def list_models() -> None:
 
 
 @app.command("fetch")
-def fetch_model(name: Annotated[str, typer.Argument(help="A catalog name, e.g. smollm2-135m.")] = DEFAULT_MODEL) -> None:
+def fetch_model(
+    name: Annotated[
+        str, typer.Argument(help="A catalog name, e.g. smollm2-135m, or an HF owner/repo/file.gguf.")
+    ] = DEFAULT_MODEL,
+) -> None:
     """Download a catalog model once (checking its size and sha256) and print its path; a downloaded copy
     that is damaged is downloaded again."""
-    entry = find(name)
+    entry = find(name) or (locate_model(name)[1] if name.count("/") == 2 and name.endswith(".gguf") else None)
     if entry is None:
-        fail(f"unknown model {name!r}: the catalog has {', '.join(m.name for m in CATALOG)}")
+        fail(f"unknown model {name!r}: the catalog has {', '.join(m.name for m in CATALOG)}, or give an HF owner/repo/file.gguf")
         return
     try:
         path = fetch(entry, log=lambda line: err.print(escape(line)), replace_damaged=True)

@@ -95,7 +95,7 @@ def _cells(
         return cells, full
     every = engine.with_full_model([p.plan for points in grids.values() for p in points])
     if compute.ray is None:  # a worker checks its plans on Ray
-        engine.check([max(every, key=lambda plan: plan.n_slots)])  # the largest, up front
+        engine.check(every)  # the largest, up front
     total = engine.todo(every, session.prepared)
     err.print(f"{untrusted(session.path.name)}: {len(every)} plans x {len(session.prepared)} tasks, {total} documents to score")
     with progress_bar() as bar:

@@ -124,8 +124,7 @@ def call_plan_status(status: int, plan: Plan | None) -> None:
 def interrupts_deferred() -> Iterator[None]:
     """Ctrl-C taken after the block, not inside it. While llama.cpp calls back into Python (its log
     callback, the eval callback), a KeyboardInterrupt raised there cannot cross into C: ctypes
-    drops it (the eval callback then answers False, which stops the pass midway with logits never
-    computed). C code is not interrupted by Python's handler anyway: nothing comes later."""
+    drops it. C code is not interrupted by Python's handler anyway: nothing comes later."""
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach the main thread only
         return

@@ -44,7 +44,7 @@ def _check_range(name: str, value: int, low: int, high: int, *, why: str = "") -
 class EvalCallback:
     """llama.cpp's eval callback around a Python observer: the pass always runs to the end, and
     what would have stopped it (an exception, which ctypes cannot carry into C, or False for a
-    computed tensor) is kept for `raise_caught` after the pass."""
+    computed tensor) is kept, for `take_caught` after the pass."""
 
     def __init__(self, observe: Callable[[int, bool], bool]) -> None:
         self.observe = observe
@@ -60,14 +60,14 @@ class EvalCallback:
                     "logits never computed: return True (False only answers ask=True)"
                 )
             return wanted if ask else True
-        except BaseException as error:  # Ctrl-C while in here, most likely
+        except BaseException as error:  # the observer's own (Ctrl-C waits for the end of the pass)
             self.caught = self.caught or error
             return not ask
 
-    def raise_caught(self) -> None:
-        if self.caught is not None:
-            error, self.caught = self.caught, None
-            raise error
+    def take_caught(self) -> BaseException | None:
+        """What the last pass caught (the next starts clean)."""
+        caught, self.caught = self.caught, None
+        return caught
 
 
 @dataclasses.dataclass
@@ -155,24 +155,28 @@ class Context:
         """The C context for one call; an error, not a crash, when another thread (or the eval
         callback, from inside a pass) is using it."""
         if not self._lock.acquire(blocking=False):
-            raise PaintersError(
-                f"the context on {self.model.path.name} is in use by another call: a context runs one call at a time "
-                "(give each thread a context of its own; do not call it from its eval callback)"
-            )
+            raise self._in_use()
         try:
             yield self._ctx
         finally:
             self._lock.release()
 
+    def _in_use(self) -> PaintersError:
+        return PaintersError(
+            f"the context on {self.model.path.name} is in use by another call: a context runs one call at a time "
+            "(give each thread a context of its own; do not call it from its eval callback)"
+        )
+
     # plans
 
     def set_plan(self, plan: Plan | None) -> None:
         """Run the model under `plan` (None: its own layer order). Clears the KV cache."""
-        if plan is not None:
-            self.check_plan(plan)
         flat = plan.encode() if plan is not None else []
-        with self._exclusive() as ctx, interrupts_deferred():
-            status = lib.llama_set_layer_plan(ctx, (ctypes.c_int32 * len(flat))(*flat) if flat else None, len(flat))
+        with self._exclusive() as ctx:
+            if plan is not None:
+                self.check_plan(plan)  # under the lock: the model cannot be closed meanwhile
+            with interrupts_deferred():
+                status = lib.llama_set_layer_plan(ctx, (ctypes.c_int32 * len(flat))(*flat) if flat else None, len(flat))
         call_plan_status(status, plan)
         self.plan = plan
 
@@ -189,9 +193,8 @@ class Context:
             return lib.llama_layer_plan_n_slots(ctx)
 
     def slot_layers(self) -> list[int]:
-        n_slots = self.n_slots
         with self._exclusive() as ctx:
-            return [lib.llama_layer_plan_slot_layer(ctx, slot) for slot in range(n_slots)]
+            return [lib.llama_layer_plan_slot_layer(ctx, slot) for slot in range(lib.llama_layer_plan_n_slots(ctx))]
 
     def set_eval_callback(self, observe: Callable[[int, bool], bool] | None) -> None:
         """Observe graph tensors as passes compute them (None: stop observing).
@@ -202,6 +205,8 @@ class Context:
         (which would have stopped the pass with its logits never computed), is raised by the decode
         after the pass. The context keeps the C callback alive while it is set.
         """
+        if observe is None and self._eval_callback is None:
+            return  # nothing to remove (setting one makes llama.cpp reserve its graphs again)
         callback = EvalCallback(observe) if observe is not None else None
         with self._exclusive() as ctx:
             lib.llama_set_eval_callback(ctx, callback.c_callback if callback else C.ggml_backend_sched_eval_callback(), None)
@@ -276,10 +281,13 @@ class Context:
             for j, seq_id in enumerate(seq_ids):
                 b.seq_id[i][j] = seq_id
         callback = self._eval_callback
-        with interrupts_deferred():  # Python runs during the pass: the log and eval callbacks
-            status = C.llama_decode(ctx, b)
-        if callback is not None:
-            callback.raise_caught()
+        try:
+            with interrupts_deferred():  # Python runs during the pass: the log and eval callbacks
+                status = C.llama_decode(ctx, b)
+        finally:
+            caught = callback.take_caught() if callback is not None else None  # never left for the next pass
+        if caught is not None:
+            raise caught
         if status != 0:
             detail = LOG.take()
             raise PaintersError(f"llama_decode failed with status {status}" + (f": {detail}" if detail else ""))
@@ -337,16 +345,20 @@ class Context:
         return self.eval(tokens)
 
     def close(self) -> None:
-        """Free the KV cache and buffers; an error while another thread is using the context."""
-        if not self._ctx_ptr:
-            return
-        with self._exclusive() as ctx:
-            for batch in (self._batch, self._embd_batch):
-                if batch is not None:
-                    C.llama_batch_free(batch)
-            C.llama_free(ctx)
-            self._ctx_ptr = None
-            self._eval_callback = None
+        """Free the KV cache and buffers (once; again does nothing); an error while another
+        thread is using the context."""
+        if not self._lock.acquire(blocking=False):
+            raise self._in_use()
+        try:
+            if self._ctx_ptr:
+                for batch in (self._batch, self._embd_batch):
+                    if batch is not None:
+                        C.llama_batch_free(batch)
+                C.llama_free(self._ctx_ptr)
+                self._ctx_ptr = None
+                self._eval_callback = None
+        finally:
+            self._lock.release()
 
     def __enter__(self) -> Context:
         return self

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-from painters_gguf import outputs
+from painters_gguf import file_facts, outputs
 from painters_gguf.errors import PaintersError
 from painters_gguf.models import CATALOG, CatalogModel, HFSource, PyPISource, find
 from painters_gguf.outputs import expand, make_folder
@@ -37,62 +36,52 @@ class DamagedCacheError(PaintersError):
     """A downloaded model file that is not what was downloaded."""
 
 
-@dataclasses.dataclass(frozen=True)
-class Checked:
-    """What a cached file's sha256 was found to be, at which size and modification time: the
-    record beside the file (`<file>.checked.json`), so the hash is computed again only when the
-    file changed."""
-
-    size: int
-    mtime_ns: int
-    sha256: str
-
-    @staticmethod
-    def record(path: Path) -> Path:
-        return path.with_name(path.name + ".checked.json")
-
-    @classmethod
-    def read(cls, path: Path) -> Checked | None:
-        try:
-            data = json.loads(cls.record(path).read_text())
-            checked = cls(int(data["size"]), int(data["mtime_ns"]), str(data["sha256"]))
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # none, or damaged itself: the hash is computed again
-        return checked if len(checked.sha256) == 64 else None
-
-    def write(self, path: Path) -> None:
-        """Kept beside the file; a cache that cannot be written only costs a hash next time."""
-        record = self.record(path)
-        try:
-            with outputs.replaced(record) as part:
-                part.write_text(json.dumps(dataclasses.asdict(self)))
-        except OSError:
-            pass
+def reference(path: Path) -> Path:
+    """Beside a download: its sha256 when it arrived, the reference where the catalog pins none."""
+    return path.with_name(path.name + ".sha256")
 
 
 def verify_cached(model: CatalogModel, path: Path, *, log: Callable[[str], object] = print) -> None:
-    """Check a downloaded file against what the catalog pins (its size at every use; its sha256
-    when its size or modification time changed since the last check, else the remembered one).
-    Without a pinned sha256, the one remembered at download is the reference."""
-    st = path.stat()
-    refetch = f"run `painters-gguf models fetch {model.name}` to download it again"
-    if model.n_bytes is not None and st.st_size != model.n_bytes:
+    """Check a downloaded file against what the catalog pins: its size at every use, its sha256
+    whenever the file changed since it was last hashed (`file_facts`), else the remembered one.
+    Without a pinned sha256, the one it had on arrival is the reference."""
+    size = path.stat().st_size
+    ad_hoc = isinstance(model.source, HFSource) and find(model.name) is None
+    spec = model.description if ad_hoc else model.name  # an HF file named by --model: as it was given
+    refetch = f"run `painters-gguf models fetch {spec}` to download it again"
+    if model.n_bytes is not None and size != model.n_bytes:
         raise DamagedCacheError(
-            f"{model.name}: the downloaded file {path} is damaged ({st.st_size} bytes, expected {model.n_bytes}); {refetch}"
+            f"{model.name}: the downloaded file {path} is damaged ({size} bytes, expected {model.n_bytes}); {refetch}"
         )
-    checked = Checked.read(path)
-    if checked is not None and (checked.size, checked.mtime_ns) == (st.st_size, st.st_mtime_ns):
-        actual = checked.sha256
-    else:
-        log(f"checking the sha256 of {path} (it changed since the last check) ...")
-        actual = file_sha256(path)
-    expected = model.sha256 or (checked.sha256 if checked is not None else actual)
-    if actual != expected:
+    expected = model.sha256 or _read_reference(path)
+    known = file_facts.recall(path).get("sha256")
+    if isinstance(known, str) and known == expected:
+        return
+    log(f"checking the sha256 of {path} (it changed since it was last hashed) ...")
+    actual = file_sha256(path)
+    if expected is not None and actual != expected:
         raise DamagedCacheError(
             f"{model.name}: the downloaded file {path} is damaged (sha256 {actual}, expected {expected}); {refetch}"
         )
-    if checked != Checked(st.st_size, st.st_mtime_ns, actual):
-        Checked(st.st_size, st.st_mtime_ns, actual).write(path)
+    file_facts.remember(path, sha256=actual)
+    if expected is None:  # downloaded before references were kept: this hash is the reference from now on
+        _write_reference(path, actual)
+
+
+def _read_reference(path: Path) -> str | None:
+    try:
+        text = reference(path).read_text().strip()
+    except OSError:
+        return None
+    return text if re.fullmatch(r"[0-9a-f]{64}", text) else None
+
+
+def _write_reference(path: Path, sha256: str) -> None:
+    try:
+        with outputs.replaced(reference(path)) as part:
+            part.write_text(sha256 + "\n")
+    except OSError:
+        pass
 
 
 def fetch(model: CatalogModel, *, log: Callable[[str], object] = print, replace_damaged: bool = False) -> Path:
@@ -122,8 +111,8 @@ def fetch(model: CatalogModel, *, log: Callable[[str], object] = print, replace_
         if model.n_bytes is not None and size != model.n_bytes:
             raise PaintersError(f"{model.name}: downloaded file has {size} bytes, expected {model.n_bytes}")
         os.replace(part, target)  # atomic: a half-written file never takes the final name
-    st = target.stat()
-    Checked(st.st_size, st.st_mtime_ns, actual).write(target)
+    _write_reference(target, actual)
+    file_facts.remember(target, sha256=actual)
     log(f"saved {target} (sha256 {actual})")
     return target
 

@@ -3,14 +3,13 @@
 First cheap checks in Python (exists, a regular file, the GGUF magic and version); then the file
 is opened once by llama.cpp in a child process (metadata, tensor table and tensor bounds, no
 weights), so that a file which would make llama.cpp abort takes down the child, not us. A file
-that passed is remembered (`model-checks.json` at home) with its size, modification time and
-inode and the llama.cpp library that read it: unchanged, it is not probed again.
+that passed is remembered (`file_facts`) with the llama.cpp library that read it: unchanged, and
+read by the same library, it is not probed again.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import signal
 import struct
@@ -18,14 +17,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from painters_gguf import outputs, paths
+from painters_gguf import file_facts
 from painters_gguf.errors import PaintersError
 
 GGUF_MAGIC = b"GGUF"
 GGUF_VERSIONS = (2, 3)
 PROBE_TIMEOUT_S = 120
-CHECKS_FILE = "model-checks.json"  # at home: the files that passed the probe
-MAX_REMEMBERED = 256
 
 _PROBE = """
 import sys
@@ -62,21 +59,13 @@ def check_header(path: Path) -> None:
 def check_model_file(path: Path) -> str:
     """Raise PaintersError naming the file and the problem; return the architecture."""
     check_header(path)
-    key, stamp = os.path.realpath(path), _stamp(path)
-    remembered = _remembered()
-    if remembered.get(key, {}).get("stamp") == stamp:
-        return str(remembered[key].get("arch", ""))
+    library = _library()
+    known = file_facts.recall(path)
+    if known.get("probed_by") == library and isinstance(known.get("arch"), str):
+        return str(known["arch"])
     arch = _probe(path)
-    remembered.pop(key, None)
-    remembered[key] = {"stamp": stamp, "arch": arch}  # the newest last: the oldest are forgotten first
-    _remember(dict(list(remembered.items())[-MAX_REMEMBERED:]))
+    file_facts.remember(path, probed_by=library, arch=arch)
     return arch
-
-
-def _stamp(path: Path) -> list[object]:
-    """What a probe's outcome depends on: the file as it is now and the library that reads it."""
-    st = path.stat()
-    return [st.st_size, st.st_mtime_ns, st.st_ino, _library()]
 
 
 def _library() -> str:
@@ -90,24 +79,6 @@ def _library() -> str:
         return ";".join(f"{lib}:{lib.stat().st_size}:{lib.stat().st_mtime_ns}" for lib in found)
     except OSError:
         return ""
-
-
-def _remembered() -> dict[str, dict]:
-    try:
-        data = json.loads((paths.home() / CHECKS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}  # none yet, or damaged: every file is probed again
-    return {k: v for k, v in data.items() if isinstance(v, dict)} if isinstance(data, dict) else {}
-
-
-def _remember(checks: dict[str, dict]) -> None:
-    """Kept at home; a home that cannot be written only costs a probe next time."""
-    try:
-        paths.home().mkdir(parents=True, exist_ok=True)
-        with outputs.replaced(paths.home() / CHECKS_FILE) as part:
-            part.write_text(json.dumps(checks))
-    except OSError:
-        pass
 
 
 def _probe(path: Path) -> str:

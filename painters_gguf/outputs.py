@@ -152,10 +152,11 @@ def replaced(path: Path) -> Iterator[Path]:
     else removed: a full disk, Ctrl-C, SIGTERM or SIGHUP never leaves half a file (a crash or
     SIGKILL leaves the temporary `.NAME.*`, never a `path` that was not written whole)."""
     with _termination_unwinds():
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-        os.close(fd)
-        part = Path(name)
+        part: Path | None = None
         try:
+            fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+            part = Path(name)
+            os.close(fd)
             yield part
             fd = os.open(part, os.O_RDONLY)
             try:
@@ -166,7 +167,8 @@ def replaced(path: Path) -> Iterator[Path]:
             os.chmod(part, stat.S_IMODE(os.stat(path).st_mode) if path.exists() else 0o666 & ~_umask())
             os.replace(part, path)
         finally:
-            part.unlink(missing_ok=True)
+            if part is not None:
+                part.unlink(missing_ok=True)
 
 
 TERMINATIONS = tuple(signal.Signals[name] for name in ("SIGTERM", "SIGHUP", "SIGINT") if hasattr(signal, name))
@@ -197,18 +199,27 @@ def _termination_unwinds() -> Iterator[None]:
             signal.signal(other, signal.SIG_IGN)
         raise _Terminated(signum)
 
-    for signum in installed:
-        signal.signal(signum, terminate)
     try:
+        for signum in installed:
+            signal.signal(signum, terminate)
         yield
     except _Terminated as terminated:
-        for signum in installed:
-            signal.signal(signum, signal.SIG_DFL)
+        _restore_defaults(installed)
         signal.raise_signal(terminated.signum)  # the default action: the process ends here
         raise SystemExit(128 + terminated.signum) from None  # were it handled elsewhere meanwhile
     finally:
-        for signum in installed:
+        _restore_defaults(installed)
+
+
+def _restore_defaults(signals: list[signal.Signals]) -> None:
+    """The default handlers back, with the signals held meanwhile (one arriving then is taken after,
+    by the default handler, not by ours halfway through)."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        for signum in signals:
             signal.signal(signum, signal.SIG_DFL)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def _umask() -> int:

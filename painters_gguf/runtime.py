@@ -1,9 +1,8 @@
-"""Run a GGUF model under layer plans: ctypes over llama-cpp-python's own library.
+"""A GGUF model loaded once (`Model`); contexts on it (`context.Context`) run any plan.
 
-We use llama-cpp-python's bindings (`llama_cpp.llama_cpp`) and bind the few functions our patch
-adds (`llama-layer-plan.h`) on the same library. Its high-level `Llama` class is not used: it
-caches the memory pointer that a plan change replaces; here `llama_get_memory` is asked afresh
-every time.
+llama-cpp-python's low-level bindings are used through `bindings` (which also binds the functions
+our patch adds). Its high-level `Llama` class is not used: it caches the memory pointer that a plan
+change replaces; here `llama_get_memory` is asked afresh every time.
 
     model = Model("smollm2.gguf")
     ctx = model.context(n_ctx=512)
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from painters_gguf import file_facts
 from painters_gguf.bindings import LOG, C, call_plan_status, interrupts_deferred, lib, plan_architectures
 from painters_gguf.context import Batch, Context
 from painters_gguf.errors import PaintersError, PlanError
@@ -35,9 +35,14 @@ KV_BYTES = {"f16": 2, "f32": 4}
 
 
 @functools.lru_cache(maxsize=16)
-def cached_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """A file's sha256, computed once per (path, size, modification time)."""
-    return file_sha256(Path(path))
+def cached_sha256(path: str, stamp: tuple[int, ...]) -> str:
+    """A file's sha256, computed once per state of the file (`file_facts`: remembered across runs)."""
+    known = file_facts.recall(Path(path)).get("sha256")
+    if isinstance(known, str):
+        return known
+    digest = file_sha256(Path(path))
+    file_facts.remember(Path(path), sha256=digest)
+    return digest
 
 
 class Model:
@@ -154,8 +159,7 @@ class Model:
 
     @property
     def sha256(self) -> str:
-        stat = self.path.stat()
-        return cached_sha256(str(self.path.resolve()), stat.st_size, stat.st_mtime_ns)
+        return cached_sha256(str(self.path.resolve()), tuple(file_facts.stamp(self.path)))
 
     @property
     def bos(self) -> int:

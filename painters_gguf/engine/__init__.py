@@ -72,9 +72,9 @@ class Engine:
         return list(dict.fromkeys([self.full_plan, *plans]))
 
     def check(self, plans: Sequence[Plan]) -> None:
-        """Refuse, before any work, a plan the model cannot run or whose KV cache does not fit."""
-        for plan in sorted(set(plans), key=lambda plan: -plan.n_slots):
-            self.evaluator.scorer.ctx.check_plan(plan)
+        """Refuse, before any work, the largest of the plans if the model cannot run it or its KV
+        cache does not fit (every plan is checked again, in Python and C, when it is set)."""
+        self.evaluator.scorer.ctx.check_plan(max(plans, key=lambda plan: plan.n_slots))
 
     def todo(self, plans: Sequence[Plan], prepared: Sequence[PreparedTask]) -> int:
         """Documents the store still lacks for the plans and the full model on the tasks."""
