@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from painters_gguf.cli import eval as eval_cmd
-from painters_gguf.cli import export, models, plan, search, similarity, sweep
+from painters_gguf.cli import export, models, plan, search, serve, similarity, sweep
 from painters_gguf.outputs import expand
 from painters_gguf.paths import default_store
 
@@ -26,6 +26,8 @@ app.command()(similarity.similarity)
 app.command()(plan.plan)
 app.command()(export.export)
 app.command()(search.search)
+app.command()(serve.serve)
+app.command()(serve.chat)
 
 
 @dataclasses.dataclass

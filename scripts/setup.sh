@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
     "${PYTHON:-python3}" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev]'
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev,serve]'
 # lm-eval's result-reading code, for the tests of our results layout; not its model backends (torch)
 .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps lm-eval==0.4.9.2
 # stock first: the patched build then reuses its source tree and rebuilds only libllama

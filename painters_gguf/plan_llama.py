@@ -1,0 +1,228 @@
+"""llama-cpp-python's `Llama` under a layer plan, over weights loaded once (`runtime.Model`).
+
+What llama-cpp-python already does (chat templates from the GGUF, sampling, stop sequences,
+streaming, the OpenAI response shapes) is used as it is; this class adds three things:
+
+- the weights are a `Model` shared by every `PlanLlama` on it: each has its own context (KV cache
+  and compute buffers), so another plan costs its KV slots, not another copy of the weights;
+- the plan is set on that context, and what llama-cpp-python caches about the context is refreshed
+  (its memory pointer, which a plan change replaces, and the tokens it thinks are cached);
+- `echo` + `logprobs` scores each prompt token from the logits row before it. llama-cpp-python
+  0.3.36 reads the row of the token itself when the prompt has no BOS (its issue #1983) and drops
+  the last token's entry, so lm-eval's completions backends would score garbage through it.
+
+    model = Model("smollm2.gguf")
+    llm = PlanLlama(model, Plan.parse("0-9,{10-19},20-29"), n_ctx=2048)
+    llm.create_chat_completion(messages=[{"role": "user", "content": "Hi"}])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from llama_cpp import Llama
+from llama_cpp import _internals as internals
+from llama_cpp.llama_types import CompletionLogprobs
+
+from painters_gguf.bindings import C, call_plan_status, lib
+from painters_gguf.errors import PaintersError
+from painters_gguf.plan import Plan
+from painters_gguf.runtime import Model
+
+_measuring = threading.local()  # on while this thread only measures a prompt (`measure_prompt`)
+
+
+class _PromptFits(Exception):
+    """A measuring run reached generation: the prompt fits the context."""
+
+
+class SharedWeights(internals.LlamaModel):
+    """llama-cpp-python's model wrapper over a `Model`'s weights: closing it frees the contexts made
+    on it, never the weights (the `Model` owns them)."""
+
+    def __init__(self, model: Model) -> None:  # the parent's would load the file again
+        self.path_model = str(model.path)
+        self.params = C.llama_model_default_params()
+        self.verbose = False
+        self._exit_stack = contextlib.ExitStack()
+        self.sampler = None
+        self.custom_samplers = []
+        self.model = model._model
+        self.vocab = model._vocab
+
+
+@contextlib.contextmanager
+def _weights_of(model: Model) -> Iterator[None]:
+    """While a `Llama` is built: its model wrapper is `SharedWeights(model)`, not a new load."""
+    loader = internals.LlamaModel
+    internals.LlamaModel = lambda **_: SharedWeights(model)  # type: ignore[misc, assignment]
+    try:
+        yield
+    finally:
+        internals.LlamaModel = loader  # type: ignore[misc]
+
+
+class PlanLlama(Llama):
+    """A `Llama` whose context runs `plan` (None: the model's own layer order) over a shared `Model`."""
+
+    def __init__(
+        self,
+        model: Model,
+        plan: Plan | None,
+        *,
+        n_ctx: int = 2048,
+        n_batch: int = 512,
+        threads: int | None = None,
+        flash_attn: bool = False,
+        embedding: bool = False,
+        chat_format: str | None = None,
+        reuse_prefix: bool = False,
+    ) -> None:
+        """`reuse_prefix`: continue from the tokens the last call left in the cache where the new
+        prompt starts with them (llama-cpp-python's way: fast for a conversation, but the logits then
+        depend on how earlier calls were batched, by float rounding). Off, every call is evaluated
+        from an empty cache: an answer depends on its request alone."""
+        if model.vocab_only:
+            raise PaintersError(f"{model.path.name}: loaded with vocab_only (no weights)")
+        self.weights = model
+        self.reuse_prefix = reuse_prefix
+        self._recorded: tuple[list[int], list[int]] = ([], [])  # the last generate's prompt and tokens
+        n_ctx = min(n_ctx, model.n_ctx_train) if model.n_ctx_train else n_ctx
+        model.check_memory(plan.n_slots if plan else model.n_layer, n_ctx, "f16", n_batch=n_batch, what=f"n_ctx {n_ctx}")
+        with _weights_of(model):
+            super().__init__(
+                str(model.path),
+                n_ctx=n_ctx,
+                n_batch=n_batch,
+                n_ubatch=n_batch,
+                n_threads=threads or os.cpu_count() or 1,
+                n_threads_batch=threads or os.cpu_count() or 1,
+                flash_attn=flash_attn,
+                embedding=embedding,
+                logits_all=True,  # every prompt token's logits: echo + logprobs need them
+                chat_format=chat_format,
+                verbose=False,
+            )
+        self.plan: Plan | None = None
+        self.set_plan(plan)
+
+    def set_plan(self, plan: Plan | None) -> None:
+        """Run `plan` from the next call on (None: the model's own order); forgets the cached tokens."""
+        if plan is not None:
+            self.weights.validate_plan(plan)
+            self.weights.check_memory(plan.n_slots, self.n_ctx(), "f16", n_batch=self.n_batch, what=f"plan {plan.text!r}")
+        flat = plan.encode() if plan is not None else []
+        status = lib.llama_set_layer_plan(self._ctx.ctx, (ctypes.c_int32 * len(flat))(*flat) if flat else None, len(flat))
+        self._ctx.memory = C.llama_get_memory(self._ctx.ctx)  # the plan replaced the memory module
+        self.reset()  # the tokens llama-cpp-python believes cached were computed under the old plan
+        call_plan_status(status, plan)
+        self.plan = plan
+
+    @property
+    def n_slots(self) -> int:
+        """KV slots (block executions per token) under the current plan."""
+        return int(lib.llama_layer_plan_n_slots(self._ctx.ctx))
+
+    # the echo + logprobs fix
+
+    def generate(
+        self,
+        tokens: Sequence[int],
+        *args: Any,  # noqa: ANN401 - Llama's
+        **kwargs: Any,  # noqa: ANN401
+    ) -> Generator[int, Sequence[int] | None, None]:
+        """Llama's generate (from an empty cache unless `reuse_prefix`), with what it was given and
+        what it yielded recorded for `_create_completion`."""
+        if getattr(_measuring, "on", False):
+            raise _PromptFits
+        if not self.reuse_prefix:
+            self.reset()
+        prompt, produced = list(tokens), list[int]()
+        self._recorded = (prompt, produced)
+        inner = super().generate(tokens, *args, **kwargs)
+        sent: Sequence[int] | None = None
+        while True:
+            try:
+                token = inner.send(sent)  # None first, as next() does
+            except StopIteration:
+                return
+            produced.append(token)
+            sent = yield token
+
+    def measure_prompt(self, request: dict[str, Any], *, chat: bool) -> None:
+        """Format and tokenize a completion (or, with `chat`, chat completion) request as it would
+        run, without evaluating anything: llama-cpp-python's ValueError if the prompt does not fit
+        the context. Safe beside a running request (nothing of the context is touched)."""
+        _measuring.on, seed = True, self._seed  # a request without a seed moves Llama's seed: put it back
+        try:
+            request = {**request, "stream": False, "max_tokens": 1}
+            if chat:
+                Llama.create_chat_completion(self, **request)
+            else:
+                self.create_completion(**request)
+        except _PromptFits:
+            pass
+        finally:
+            _measuring.on, self._seed = False, seed
+
+    def _create_completion(self, prompt: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:  # noqa: ANN401 - Llama's
+        chunks = super()._create_completion(prompt, *args, **kwargs)
+        top_n, echo = kwargs.get("logprobs"), kwargs.get("echo", False)
+        if not echo or top_n is None or kwargs.get("stream", False):
+            yield from chunks
+            return
+        for chunk in chunks:
+            choice = chunk["choices"][0]
+            if choice.get("logprobs") is not None:
+                choice["logprobs"] = self._echo_logprobs(int(top_n), chunk["usage"]["completion_tokens"])
+            yield chunk
+
+    def _echo_logprobs(self, top_n: int, n_completion: int) -> CompletionLogprobs:
+        """Log-probabilities of the prompt and completion tokens (with the end-of-generation token
+        that stopped it), each from the logits row of the token before it; the leading BOS and any
+        other BOS are left out, and the first entry is None (OpenAI's convention: no context before it)."""
+        prompt, produced = self._recorded
+        # the token that ended the reply is not in its text, but is echoed: lm-eval drops the last entry as generated
+        ended = len(produced) > n_completion and self.weights.is_eog(produced[n_completion])
+        tokens = prompt + produced[: n_completion + ended]
+        bos = self.token_bos()
+        start = 1 if tokens[:1] == [bos] else 0
+        text_offsets: list[int] = []
+        token_texts: list[str] = []
+        token_logprobs: list[float | None] = []
+        top_logprobs: list[dict[str, float] | None] = []
+        for index in range(start, len(tokens)):
+            token = tokens[index]
+            if token == bos:
+                continue
+            shown = tokens[start:index]
+            text = self.detokenize([token], prev_tokens=shown).decode("utf-8", errors="ignore")
+            text_offsets.append(len(self.detokenize(shown).decode("utf-8", errors="ignore")))
+            token_texts.append(text)
+            if not token_logprobs:  # the first entry
+                token_logprobs.append(None)
+                top_logprobs.append(None)
+                continue
+            row = _log_softmax(self.scores[index - 1])
+            best = np.argsort(row)[::-1][:top_n]
+            top = {self.detokenize([int(i)], prev_tokens=shown).decode("utf-8", errors="ignore"): float(row[i]) for i in best}
+            top[text] = float(row[token])
+            token_logprobs.append(float(row[token]))
+            top_logprobs.append(top)
+        return {
+            "tokens": token_texts,
+            "text_offset": text_offsets,
+            "token_logprobs": token_logprobs,
+            "top_logprobs": top_logprobs,
+        }
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - float(np.max(logits))
+    return shifted - np.log(np.sum(np.exp(shifted)))

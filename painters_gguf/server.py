@@ -1,0 +1,244 @@
+"""`painters-gguf serve`: llama-cpp-python's OpenAI-compatible server over layer plans.
+
+The app is llama-cpp-python's own (its router: /v1/completions, /v1/chat/completions, streaming,
+/v1/embeddings, its request types, errors and API-key check), with three pieces of glue:
+
+- `PlanProxy` takes the place of its `LlamaProxy`: one `PlanLlama` per served plan, all over one
+  loaded `Model`, each under its own model id; an id the server does not have is a 400 (its proxy
+  would quietly answer with the default model);
+- a check before every request: the model id, and for a stream the prompt's length (after the
+  stream has started, an error can no longer be a 400);
+- /v1/models lists each plan with its text, slots and the model's sha256.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import signal
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from painters_gguf import variants
+from painters_gguf.errors import PaintersError, RuntimeMissingError
+from painters_gguf.plan import Plan
+from painters_gguf.plan_llama import PlanLlama
+from painters_gguf.runtime import Model
+
+try:
+    import uvicorn
+    from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+    from fastapi.middleware import Middleware
+    from fastapi.middleware.cors import CORSMiddleware
+    from fastapi.responses import JSONResponse
+    from llama_cpp.server import app as server_app
+    from llama_cpp.server import types as server_types
+    from llama_cpp.server.settings import ServerSettings
+    from starlette.concurrency import run_in_threadpool
+    from starlette_context.middleware import RawContextMiddleware
+    from starlette_context.plugins import RequestIdPlugin
+except ImportError as missing:
+    raise RuntimeMissingError(
+        f"serving needs llama-cpp-python's server packages ({missing.name} is missing): pip install 'painters-gguf[serve]'"
+    ) from None
+
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedPlan:
+    """A plan and the model id clients ask for it by (None: the model's own layer order)."""
+
+    id: str
+    plan: Plan | None
+
+    @property
+    def text(self) -> str:
+        return self.plan.text if self.plan is not None else "full"
+
+
+def served_plans(
+    specs: list[str], n_layer: int, *, n: int = 0, seed: int = 0, iters: int = 3, alias: str | None = None
+) -> list[ServedPlan]:
+    """`--plan` values, each `[NAME=]SPEC` (SPEC: a variant or a plan text), as model ids and plans.
+
+    An unnamed plan is known by its text (`full` for the model's own order); `alias` names the
+    first unnamed one instead. Ids are unique."""
+    served: list[ServedPlan] = []
+    for spec in specs or ["full"]:
+        name, _, text = spec.rpartition("=")
+        if name and not NAME.fullmatch(name):
+            raise PaintersError(f"--plan {spec!r}: a plan's name is letters, digits and . _ : / + - (as NAME=PLAN)")
+        plan = variants.resolve(text.strip(), n_layer, n, seed=seed, iters=iters)
+        plan_or_none = None if plan.is_identity(n_layer) else plan
+        if not name and alias is not None:
+            name, alias = alias, None
+        served.append(ServedPlan(name or (plan_or_none.text if plan_or_none else "full"), plan_or_none))
+    ids = [s.id for s in served]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    if twice:
+        raise PaintersError(f"model id {twice[0]!r} names two plans: give them different names (NAME=PLAN)")
+    return served
+
+
+class RequestRefused(HTTPException):
+    """A request the server will not run: OpenAI's error shape, status 400."""
+
+    def __init__(self, message: str, code: str) -> None:
+        super().__init__(status_code=400, detail=message)
+        self.code = code
+
+
+class PlanProxy:
+    """Model ids to `PlanLlama`s over one `Model` (llama-cpp-python's endpoints call it with the
+    request's `model`; None is the first plan)."""
+
+    def __init__(self, model: Model, served: list[ServedPlan], llamas: list[PlanLlama]) -> None:
+        self.model = model
+        self.served = {s.id: s for s in served}
+        self.llamas = {s.id: llama for s, llama in zip(served, llamas, strict=True)}
+        self.default = served[0].id
+
+    def __call__(self, model_id: str | None = None) -> PlanLlama:
+        if model_id is None:
+            return self.llamas[self.default]
+        if model_id not in self.llamas:
+            raise RequestRefused(
+                f"model {model_id!r} is not served here; the plans served are: {', '.join(self.llamas)}", "model_not_found"
+            )
+        return self.llamas[model_id]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.llamas)
+
+    def card(self, model_id: str) -> dict[str, Any]:
+        """The /v1/models entry of a plan: OpenAI's fields, and ours under `meta`."""
+        llama, served = self.llamas[model_id], self.served[model_id]
+        return {
+            "id": model_id,
+            "object": "model",
+            "owned_by": "painters-gguf",
+            "permissions": [],
+            "meta": {
+                "plan": served.text,
+                "n_slots": llama.n_slots,
+                "n_layer": self.model.n_layer,
+                "n_ctx": llama.n_ctx(),
+                "model": self.model.path.name,
+                "arch": self.model.arch,
+                "sha256": self.model.sha256,
+            },
+        }
+
+    def close(self) -> None:
+        """Free every context, then the weights."""
+        for llama in self.llamas.values():
+            llama.close()
+        self.model.close()
+
+
+def open_proxy(model: Model, served: list[ServedPlan], *, n_ctx: int, threads: int | None, flash_attn: bool) -> PlanProxy:
+    """A `PlanLlama` (context, KV slots) per served plan over the loaded model."""
+    llamas: list[PlanLlama] = []
+    try:
+        for s in served:
+            llamas.append(PlanLlama(model, s.plan, n_ctx=n_ctx, threads=threads, flash_attn=flash_attn))
+    except BaseException:
+        for llama in llamas:
+            llama.close()
+        raise
+    return PlanProxy(model, served, llamas)
+
+
+def check_prompt_fits(llama: PlanLlama, body: dict[str, Any]) -> None:
+    """A completion or chat request's prompt against the context, before its stream starts:
+    llama-cpp-python's ValueError when it does not fit."""
+    chat = "messages" in body
+    request_type = server_types.CreateChatCompletionRequest if chat else server_types.CreateCompletionRequest
+    try:
+        request = request_type(**body)
+    except ValueError:
+        return  # the endpoint answers with its own validation error
+    kwargs = request.model_dump(exclude={"n", "best_of", "logit_bias_type", "user", "min_tokens", "logit_bias", "grammar"})
+    if not chat and isinstance(kwargs.get("prompt"), list):
+        kwargs["prompt"] = kwargs["prompt"][0] if kwargs["prompt"] else ""
+    llama.measure_prompt(kwargs, chat=chat)
+
+
+def create_app(proxy: PlanProxy, *, api_key: str | None = None) -> FastAPI:
+    """llama-cpp-python's FastAPI app (its middleware, router and settings) over `proxy`."""
+    settings = ServerSettings(api_key=api_key, interrupt_requests=False)  # a new request never cuts a stream short
+    server_app.set_server_settings(settings)
+    server_app._llama_proxy = proxy  # type: ignore[assignment]  # where its endpoints take their Llama
+
+    async def check_request(request: Request) -> None:
+        if request.method != "POST" or "json" not in request.headers.get("content-type", ""):
+            return
+        try:
+            body = await request.json()
+        except ValueError:
+            return  # the endpoint answers with its own validation error
+        if not isinstance(body, dict):
+            return
+        llama = proxy(body.get("model") if isinstance(body.get("model"), str) else None)
+        if body.get("stream") and ("prompt" in body or "messages" in body):
+            try:
+                await run_in_threadpool(check_prompt_fits, llama, body)
+            except ValueError as error:
+                raise RequestRefused(str(error), "context_length_exceeded") from None
+
+    ours = APIRouter()
+
+    @ours.get("/v1/models", dependencies=[Depends(server_app.authenticate)], tags=["OpenAI V1"])
+    async def list_models() -> dict[str, Any]:
+        return {"object": "list", "data": [proxy.card(model_id) for model_id in proxy]}
+
+    app = FastAPI(
+        middleware=[Middleware(RawContextMiddleware, plugins=(RequestIdPlugin(),))],
+        title="painters-gguf: llama.cpp under layer plans",
+    )
+    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
+    app.include_router(ours)  # before llama-cpp-python's router: its /v1/models knows no plans
+    app.include_router(server_app.router, dependencies=[Depends(check_request)])
+
+    @app.exception_handler(RequestRefused)
+    async def refused(_request: Request, error: RequestRefused) -> JSONResponse:
+        body = {"message": error.detail, "type": "invalid_request_error", "param": None, "code": error.code}
+        return JSONResponse({"error": body}, status_code=error.status_code)
+
+    return app
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), or one line saying why not."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise PaintersError(f"--host {host!r}: {error.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as error:
+        sock.close()
+        raise PaintersError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
+    return sock
+
+
+def serve(app: FastAPI, sock: socket.socket, *, log_level: str = "info") -> str | None:
+    """Serve until SIGINT or SIGTERM (uvicorn's graceful stop), then close the socket; the name of
+    the signal that stopped it. uvicorn raises that signal again once stopped: here it is only noted."""
+    config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5)
+    received: list[int] = []
+    stops = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, _frame: received.append(signum)) for signum in stops}
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        sock.close()
+    return signal.Signals(received[0]).name if received else None
