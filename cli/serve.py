@@ -26,7 +26,6 @@ PlanSpecs = Annotated[
     ),
 ]
 ServeNCtx = Annotated[int, typer.Option("--n-ctx", "-c", min=16, help="Context size of each plan, in tokens.")]
-FlashAttn = Annotated[bool, typer.Option("--flash-attn/--no-flash-attn", "-fa", metavar="", help="Flash attention.")]
 
 
 def serve(
@@ -42,7 +41,7 @@ def serve(
     n_ctx: ServeNCtx = 2048,
     threads: options.Threads = None,
     n_gpu_layers: options.NGpuLayers = 0,
-    flash_attn: FlashAttn = False,
+    flash_attn: options.FlashAttn = options.FlashAttention.AUTO,
     api_key: Annotated[str | None, typer.Option("--api-key", help="Require this bearer key on every request.")] = None,
     alias: Annotated[str | None, typer.Option("--alias", help="Model id of the first plan given without a NAME=.")] = None,
 ) -> None:
@@ -55,7 +54,7 @@ def serve(
     served = server.served_plans(plans or [], llm.n_layer, n=n, seed=seed, iters=iters, alias=alias)
     sock = server.bind(host, port)  # before the contexts: a port in use is said at once
     with err.status("creating a context per plan ..."):
-        proxy = server.open_proxy(llm, served, n_ctx=n_ctx, threads=threads, flash_attn=flash_attn)
+        proxy = server.open_proxy(llm, served, n_ctx=n_ctx, threads=threads, flash_attn=flash_attn.value)
     try:
         app = server.create_app(proxy, api_key=api_key)
         shown_host = f"[{host}]" if ":" in host else host
@@ -94,7 +93,7 @@ def chat(
     n_ctx: ServeNCtx = 4096,
     threads: options.Threads = None,
     n_gpu_layers: options.NGpuLayers = 0,
-    flash_attn: FlashAttn = False,
+    flash_attn: options.FlashAttn = options.FlashAttention.AUTO,
 ) -> None:
     """Talk to a model under a plan, with its own chat template; replies stream. In the chat:
     /plan PLAN switches plans (the conversation is read again under it), /full, /reset, /quit;
@@ -109,7 +108,7 @@ def chat(
             None if layer_plan.is_identity(llm.n_layer) else layer_plan,
             n_ctx=n_ctx,
             threads=threads,
-            flash_attn=flash_attn,
+            flash_attn=flash_attn.value,
             reuse_prefix=True,  # each reply continues from the conversation in the cache
         )
     conversation = Conversation(llama, system=system, temperature=temperature, max_tokens=max_tokens)

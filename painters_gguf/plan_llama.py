@@ -31,6 +31,7 @@ from llama_cpp import _internals as internals
 from llama_cpp.llama_types import CompletionLogprobs
 
 from painters_gguf.bindings import C, call_plan_status, lib
+from painters_gguf.context import FLASH_ATTN
 from painters_gguf.errors import PaintersError
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Model
@@ -58,14 +59,21 @@ class SharedWeights(internals.LlamaModel):
 
 
 @contextlib.contextmanager
-def _weights_of(model: Model) -> Iterator[None]:
-    """While a `Llama` is built: its model wrapper is `SharedWeights(model)`, not a new load."""
-    loader = internals.LlamaModel
+def _built_on(model: Model, flash_attn: str) -> Iterator[None]:
+    """While a `Llama` is built: its model wrapper is `SharedWeights(model)`, not a new load, and its
+    context gets llama.cpp's flash-attention setting `flash_attn` (auto/on/off; Llama's own is on/off)."""
+    load_model, make_context = internals.LlamaModel, internals.LlamaContext
+
+    def context(*, params: Any, **kwargs: Any) -> internals.LlamaContext:  # noqa: ANN401 - llama-cpp-python's
+        params.flash_attn_type = FLASH_ATTN[flash_attn]
+        return make_context(params=params, **kwargs)
+
     internals.LlamaModel = lambda **_: SharedWeights(model)  # type: ignore[misc, assignment]
+    internals.LlamaContext = context  # type: ignore[misc, assignment]
     try:
         yield
     finally:
-        internals.LlamaModel = loader  # type: ignore[misc]
+        internals.LlamaModel, internals.LlamaContext = load_model, make_context  # type: ignore[misc]
 
 
 class PlanLlama(Llama):
@@ -79,7 +87,7 @@ class PlanLlama(Llama):
         n_ctx: int = 2048,
         n_batch: int = 512,
         threads: int | None = None,
-        flash_attn: bool = False,
+        flash_attn: str = "auto",
         embedding: bool = False,
         chat_format: str | None = None,
         reuse_prefix: bool = False,
@@ -95,7 +103,9 @@ class PlanLlama(Llama):
         self._recorded: tuple[list[int], list[int]] = ([], [])  # the last generate's prompt and tokens
         n_ctx = min(n_ctx, model.n_ctx_train) if model.n_ctx_train else n_ctx
         model.check_memory(plan.n_slots if plan else model.n_layer, n_ctx, "f16", n_batch=n_batch, what=f"n_ctx {n_ctx}")
-        with _weights_of(model):
+        if flash_attn not in FLASH_ATTN:
+            raise PaintersError(f"flash_attn {flash_attn!r}: use one of {', '.join(FLASH_ATTN)}")
+        with _built_on(model, flash_attn):
             super().__init__(
                 str(model.path),
                 n_ctx=n_ctx,
@@ -103,12 +113,12 @@ class PlanLlama(Llama):
                 n_ubatch=n_batch,
                 n_threads=threads or os.cpu_count() or 1,
                 n_threads_batch=threads or os.cpu_count() or 1,
-                flash_attn=flash_attn,
                 embedding=embedding,
-                logits_all=True,  # every prompt token's logits: echo + logprobs need them
+                logits_all=True,  # room for every token's logits (echo + logprobs), kept only when asked
                 chat_format=chat_format,
                 verbose=False,
             )
+        self._logits_all = False  # per request: `_create_completion`
         self.plan: Plan | None = None
         self.set_plan(plan)
 
@@ -172,15 +182,19 @@ class PlanLlama(Llama):
             _measuring.on, self._seed = False, seed
 
     def _create_completion(self, prompt: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:  # noqa: ANN401 - Llama's
-        chunks = super()._create_completion(prompt, *args, **kwargs)
+        """Llama's, with every token's logits kept only when the request asks for logprobs (so a
+        context holds no n_ctx x n_vocab logits otherwise), and echo + logprobs computed here."""
         top_n, echo = kwargs.get("logprobs"), kwargs.get("echo", False)
+        if not getattr(_measuring, "on", False):  # a measuring thread leaves the context's state alone
+            self._logits_all = top_n is not None
+            if top_n is not None:
+                self.reset()  # rows an earlier call did not keep cannot be reused
         if not echo or top_n is None or kwargs.get("stream", False):
-            yield from chunks
+            yield from super()._create_completion(prompt, *args, **kwargs)
             return
-        for chunk in chunks:
-            choice = chunk["choices"][0]
-            if choice.get("logprobs") is not None:
-                choice["logprobs"] = self._echo_logprobs(int(top_n), chunk["usage"]["completion_tokens"])
+        # llama-cpp-python's own echo logprobs are shifted by one (and sort the vocabulary per token): ours instead
+        for chunk in super()._create_completion(prompt, *args, **{**kwargs, "logprobs": None}):
+            chunk["choices"][0]["logprobs"] = self._echo_logprobs(int(top_n), chunk["usage"]["completion_tokens"])
             yield chunk
 
     def _echo_logprobs(self, top_n: int, n_completion: int) -> CompletionLogprobs:
@@ -210,7 +224,8 @@ class PlanLlama(Llama):
                 top_logprobs.append(None)
                 continue
             row = _log_softmax(self.scores[index - 1])
-            best = np.argsort(row)[::-1][:top_n]
+            k = min(top_n, len(row))
+            best = sorted(np.argpartition(row, -k)[-k:], key=lambda i: -row[i]) if k > 0 else []
             top = {self.detokenize([int(i)], prev_tokens=shown).decode("utf-8", errors="ignore"): float(row[i]) for i in best}
             top[text] = float(row[token])
             token_logprobs.append(float(row[token]))

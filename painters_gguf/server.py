@@ -138,7 +138,7 @@ class PlanProxy:
         self.model.close()
 
 
-def open_proxy(model: Model, served: list[ServedPlan], *, n_ctx: int, threads: int | None, flash_attn: bool) -> PlanProxy:
+def open_proxy(model: Model, served: list[ServedPlan], *, n_ctx: int, threads: int | None, flash_attn: str) -> PlanProxy:
     """A `PlanLlama` (context, KV slots) per served plan over the loaded model."""
     llamas: list[PlanLlama] = []
     try:

@@ -12,9 +12,7 @@ cd "$(dirname "$0")/.."
 if [ ! -x .venv/bin/python ]; then
     "${PYTHON:-python3}" -m venv .venv
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev,serve]'
-# lm-eval's result-reading code, for the tests of our results layout; not its model backends (torch)
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps lm-eval==0.4.9.2
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test,dev,serve,lm-eval]'
 # stock first: the patched build then reuses its source tree and rebuilds only libllama
 .venv/bin/python patches/build_wheel.py --stock --lib-dir
 .venv/bin/python patches/build_wheel.py

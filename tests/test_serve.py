@@ -43,8 +43,8 @@ def served(request: pytest.FixtureRequest):
 
 
 def reference(model: Model, plan: Plan | None) -> Scorer:
-    """The Python API under `plan`, set as the server sets its contexts (llama-cpp-python: no flash
-    attention; BOS as the GGUF says)."""
+    """The Python API under `plan`, its context set as the server's (flash attention as llama.cpp
+    decides; BOS as the GGUF says)."""
     scorer = Scorer(
         model,
         n_ctx=N_CTX,
@@ -52,7 +52,7 @@ def reference(model: Model, plan: Plan | None) -> Scorer:
         n_seq_max=1,
         threads=2,
         add_bos=model.meta("tokenizer.ggml.add_bos_token") == "true",
-        flash_attn="off",
+        flash_attn="auto",
     )
     scorer.set_plan(plan or Plan.sequential(range(model.n_layer)))
     return scorer
