@@ -44,17 +44,20 @@ def serve(
     flash_attn: options.FlashAttn = options.FlashAttention.AUTO,
     api_key: Annotated[str | None, typer.Option("--api-key", help="Require this bearer key on every request.")] = None,
     alias: Annotated[str | None, typer.Option("--alias", help="Model id of the first plan given without a NAME=.")] = None,
+    embedding: Annotated[
+        bool, typer.Option("--embedding", metavar="", help="Also serve /v1/embeddings (each token's last hidden state, normed).")
+    ] = False,
 ) -> None:
     """Serve plans over an OpenAI-compatible HTTP API (llama-cpp-python's server): /v1/models,
     /v1/completions (echo + logprobs, as lm-eval's completions backends use it), /v1/chat/completions,
-    streaming. Each plan is its own model id; the weights are loaded once."""
+    streaming, /v1/embeddings with --embedding. Each plan is its own model id; the weights are loaded once."""
     from painters_gguf import server
 
     path, llm = load_model(model, n_gpu_layers=n_gpu_layers)
     served = server.served_plans(plans or [], llm.n_layer, n=n, seed=seed, iters=iters, alias=alias)
     sock = server.bind(host, port)  # before the contexts: a port in use is said at once
     with err.status("creating a context per plan ..."):
-        proxy = server.open_proxy(llm, served, n_ctx=n_ctx, threads=threads, flash_attn=flash_attn.value)
+        proxy = server.open_proxy(llm, served, n_ctx=n_ctx, threads=threads, flash_attn=flash_attn.value, embedding=embedding)
     try:
         app = server.create_app(proxy, api_key=api_key)
         shown_host = f"[{host}]" if ":" in host else host

@@ -99,6 +99,7 @@ class PlanProxy:
         self.served = {s.id: s for s in served}
         self.llamas = {s.id: llama for s, llama in zip(served, llamas, strict=True)}
         self.default = served[0].id
+        self.embedding = all(llama.context_params.embeddings for llama in llamas)
 
     def __call__(self, model_id: str | None = None) -> PlanLlama:
         if model_id is None:
@@ -138,12 +139,15 @@ class PlanProxy:
         self.model.close()
 
 
-def open_proxy(model: Model, served: list[ServedPlan], *, n_ctx: int, threads: int | None, flash_attn: str) -> PlanProxy:
-    """A `PlanLlama` (context, KV slots) per served plan over the loaded model."""
+def open_proxy(
+    model: Model, served: list[ServedPlan], *, n_ctx: int, threads: int | None, flash_attn: str, embedding: bool = False
+) -> PlanProxy:
+    """A `PlanLlama` (context, KV slots) per served plan over the loaded model; with `embedding`,
+    contexts that also give embeddings (/v1/embeddings)."""
     llamas: list[PlanLlama] = []
     try:
         for s in served:
-            llamas.append(PlanLlama(model, s.plan, n_ctx=n_ctx, threads=threads, flash_attn=flash_attn))
+            llamas.append(PlanLlama(model, s.plan, n_ctx=n_ctx, threads=threads, flash_attn=flash_attn, embedding=embedding))
     except BaseException:
         for llama in llamas:
             llama.close()
@@ -181,6 +185,8 @@ def create_app(proxy: PlanProxy, *, api_key: str | None = None) -> FastAPI:
             return  # the endpoint answers with its own validation error
         if not isinstance(body, dict):
             return
+        if request.url.path.endswith("/embeddings") and not proxy.embedding:
+            raise RequestRefused("this server gives no embeddings: start it with --embedding", "embeddings_off")
         llama = proxy(body.get("model") if isinstance(body.get("model"), str) else None)
         if body.get("stream") and ("prompt" in body or "messages" in body):
             try:

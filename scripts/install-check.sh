@@ -3,7 +3,7 @@
 # wheel, not editable, into a fresh virtual environment; check what it does before llama-cpp-python
 # is there (--version, --help, a one-line error); then add the patched llama-cpp-python from the
 # wheel cache (scripts/setup.sh builds it) and run `plan` and a 2-document `eval` from outside the
-# checkout. Needs the default model fetched (scripts/setup.sh does).
+# checkout, and `serve` without its extra (one line). Needs the default model fetched (scripts/setup.sh does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -41,4 +41,12 @@ cli="$work/venv/bin/painters-gguf"
 "$cli" --help > /dev/null
 "$cli" plan skip --n 4
 "$cli" --db "$work/smoke.db" eval --plan skip --n 12 --tasks arc_easy,lambada_openai --limit 2 --data-dir "${PAINTERS_GGUF_DATA:-$repo/../shared/data}"
+# serve without its extra (the server packages): one line naming the extra, before anything listens
+set +e
+"$cli" serve --port 0 > "$work/out.txt" 2> "$work/err.txt"
+code=$?
+set -e
+if [ "$code" != 2 ] || [ "$(wc -l < "$work/err.txt")" != 1 ] || ! grep -q "painters-gguf\[serve\]" "$work/err.txt"; then
+    echo "install-check: serve without the serve extra gave exit $code:"; cat "$work/err.txt"; exit 1
+fi
 echo "install-check: ok (wheel installed in a fresh venv, plan and eval ran from $work)"

@@ -10,6 +10,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
 from conftest import catalog_path
@@ -278,3 +279,30 @@ def test_signals_stop_cleanly_and_free_the_port(smollm2_path: Path, signum: int)
     with socket.socket() as again:  # the port is free again
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", server.port))
+
+
+def test_embeddings_are_each_tokens_last_hidden_state(smollm2_server: Server, smollm2_path: Path, smollm2: Model):
+    """With --embedding, /v1/embeddings under a plan gives each token's normed last hidden state,
+    as the Python API reads it from the graph (`result_norm`); without it, a 400 that says so."""
+    from painters_gguf.engine.hidden_states import HiddenStates
+
+    refused = smollm2_server.post("embeddings", {"model": "loop", "input": "The painter"})
+    assert refused.status_code == 400 and "--embedding" in refused.json()["error"]["message"]
+    plans = PLANS["smollm2-135m"]
+    text = "The painter mixed his colours."
+    with Server("-m", str(smollm2_path), "-c", "128", "--embedding", *plan_args(plans), "--plan", "full") as server:
+        got = {}
+        for model_id in ("loop", "full"):
+            response = server.post("embeddings", {"model": model_id, "input": text})
+            assert response.status_code == 200, response.text
+            got[model_id] = np.array(response.json()["data"][0]["embedding"])
+    for model_id, plan in (("loop", Plan.parse(plans["loop"])), ("full", None)):
+        with smollm2.context(n_ctx=128, threads=2) as ctx:
+            ctx.set_plan(plan)
+            states = HiddenStates(smollm2.n_embd, names={"result_norm"})
+            ctx.set_eval_callback(states.observe)
+            ctx.logits(smollm2.tokenize(text))
+            expected = states.take()["result_norm"]
+        assert got[model_id].shape == expected.shape
+        assert np.allclose(got[model_id], expected, atol=1e-4), model_id
+    assert not np.allclose(got["loop"], got["full"], atol=0.1)
