@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from painters_gguf import variants
+from painters_gguf.abi import MAX_CELLS
 from painters_gguf.cli import options
 from painters_gguf.cli.console import err, out, untrusted
 from painters_gguf.cli.session import load_model
 from painters_gguf.errors import PaintersError
 
 if TYPE_CHECKING:
+    from painters_gguf.plan import Plan
     from painters_gguf.plan_llama import PlanLlama
+    from painters_gguf.server import PlanProxy
 
 PlanSpecs = Annotated[
     list[str] | None,
@@ -25,7 +29,7 @@ PlanSpecs = Annotated[
         "or a plan text like 0-3,{4-27}x3,28-29. Its model id is NAME, else the plan text. Default: full.",
     ),
 ]
-ServeNCtx = Annotated[int, typer.Option("--n-ctx", "-c", min=16, help="Context size of each plan, in tokens.")]
+ServeNCtx = Annotated[int, typer.Option("--n-ctx", "-c", min=16, max=MAX_CELLS, help="Context size of each plan, in tokens.")]
 
 
 def serve(
@@ -55,6 +59,9 @@ def serve(
 
     path, llm = load_model(model, n_gpu_layers=n_gpu_layers)
     served = server.served_plans(plans or [], llm.n_layer, n=n, seed=seed, iters=iters, alias=alias)
+    for s in served:
+        if s.plan is not None:
+            llm.validate_plan(s.plan)  # in Python and in C, before anything listens
     sock = server.bind(host, port)  # before the contexts: a port in use is said at once
     with err.status("creating a context per plan ..."):
         proxy = server.open_proxy(llm, served, n_ctx=n_ctx, threads=threads, flash_attn=flash_attn.value, embedding=embedding)
@@ -64,13 +71,13 @@ def serve(
         url = f"http://{shown_host}:{sock.getsockname()[1]}/v1"
         out.print(plans_table(proxy))
         out.print(f"{untrusted(path.name)} (sha256 {llm.sha256[:12]}) at {url}", soft_wrap=True, highlight=False)
-        stopped_by = server.serve(app, sock)
+        stopped_by = server.serve(app, sock, proxy)
         err.print(f"stopped ({stopped_by})" if stopped_by else "stopped")
     finally:
         proxy.close()
 
 
-def plans_table(proxy: Any) -> Table:  # noqa: ANN401 - server.PlanProxy, imported with the server
+def plans_table(proxy: PlanProxy) -> Table:
     table = Table(title="plans served", title_justify="left")
     table.add_column("model id")
     table.add_column("plan")
@@ -114,7 +121,7 @@ def chat(
             flash_attn=flash_attn.value,
             reuse_prefix=True,  # each reply continues from the conversation in the cache
         )
-    conversation = Conversation(llama, system=system, temperature=temperature, max_tokens=max_tokens)
+    conversation = Conversation(llama, system=system, temperature=temperature, max_tokens=max_tokens, interactive=prompt is None)
     try:
         if prompt is not None:
             conversation.reply(prompt)
@@ -128,8 +135,11 @@ def chat(
 class Conversation:
     """The messages so far and how replies are sampled; a reply streams to stdout."""
 
-    def __init__(self, llama: PlanLlama, *, system: str | None, temperature: float, max_tokens: int | None) -> None:
+    def __init__(
+        self, llama: PlanLlama, *, system: str | None, temperature: float, max_tokens: int | None, interactive: bool
+    ) -> None:
         self.llama = llama
+        self.interactive = interactive  # Ctrl-C stops a reply (else: the command)
         self.start = [{"role": "system", "content": system}] if system else []
         self.messages: list[dict[str, str]] = list(self.start)
         self.temperature = temperature
@@ -154,8 +164,12 @@ class Conversation:
         except KeyboardInterrupt:
             self.llama.reset()  # a pass may have stopped between llama.cpp and llama-cpp-python's bookkeeping
             out.print()
+            if not self.interactive:
+                raise
             err.print("[dim](reply stopped)[/]")
-        except ValueError as error:  # llama-cpp-python's: the conversation no longer fits the context
+        except ValueError as error:
+            if "Requested tokens" not in str(error):  # llama-cpp-python's words for a prompt too long
+                raise
             self.messages.pop()
             raise PaintersError(f"{error}: /reset, or start again with a larger -c") from None
         out.print()
@@ -173,7 +187,7 @@ def printable(text: str) -> str:
 HELP = "/plan PLAN: switch plans (the conversation is read again under it); /full; /reset; /quit"
 
 
-def talk(conversation: Conversation, resolve: Any) -> None:  # noqa: ANN401 - (text) -> Plan
+def talk(conversation: Conversation, resolve: Callable[[str], Plan]) -> None:
     """The interactive loop: a message or a command per line."""
     llama = conversation.llama
     err.print(f"plan {escape(llama.plan.text if llama.plan else 'full')} ({llama.n_slots} KV slots). {HELP}")

@@ -81,7 +81,7 @@ def read_jsonl(path: Path) -> list[tuple[int, dict]]:
 
 def read_parquet(path: Path) -> list[dict]:
     try:
-        import pyarrow.parquet as pq  # type: ignore[import-not-found, unused-ignore]  # optional, untyped
+        import pyarrow.parquet as pq  # optional (its types: ignored in pyproject.toml)
     except ImportError:
         raise PaintersError(f"{path}: reading parquet needs pyarrow (pip install pyarrow), or convert it to .jsonl") from None
     return pq.read_table(path).to_pylist()

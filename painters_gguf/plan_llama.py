@@ -30,7 +30,7 @@ from llama_cpp import Llama
 from llama_cpp import _internals as internals
 from llama_cpp.llama_types import CompletionLogprobs
 
-from painters_gguf.bindings import C, call_plan_status, lib
+from painters_gguf.bindings import LOG, C, call_plan_status, lib
 from painters_gguf.context import FLASH_ATTN
 from painters_gguf.errors import PaintersError
 from painters_gguf.plan import Plan
@@ -58,6 +58,9 @@ class SharedWeights(internals.LlamaModel):
         self.vocab = model._vocab
 
 
+_BUILDING = threading.Lock()  # _built_on swaps two module globals of llama-cpp-python
+
+
 @contextlib.contextmanager
 def _built_on(model: Model, flash_attn: str) -> Iterator[None]:
     """While a `Llama` is built: its model wrapper is `SharedWeights(model)`, not a new load, and its
@@ -68,12 +71,13 @@ def _built_on(model: Model, flash_attn: str) -> Iterator[None]:
         params.flash_attn_type = FLASH_ATTN[flash_attn]
         return make_context(params=params, **kwargs)
 
-    internals.LlamaModel = lambda **_: SharedWeights(model)  # type: ignore[misc, assignment]
-    internals.LlamaContext = context  # type: ignore[misc, assignment]
-    try:
-        yield
-    finally:
-        internals.LlamaModel, internals.LlamaContext = load_model, make_context  # type: ignore[misc]
+    with _BUILDING:
+        internals.LlamaModel = lambda **_: SharedWeights(model)  # type: ignore[misc, assignment]
+        internals.LlamaContext = context  # type: ignore[misc, assignment]
+        try:
+            yield
+        finally:
+            internals.LlamaModel, internals.LlamaContext = load_model, make_context  # type: ignore[misc]
 
 
 class PlanLlama(Llama):
@@ -100,24 +104,29 @@ class PlanLlama(Llama):
             raise PaintersError(f"{model.path.name}: loaded with vocab_only (no weights)")
         self.weights = model
         self.reuse_prefix = reuse_prefix
+        self.stopping = False  # set when the server stops: a generation in flight ends at its next token
         self._recorded: tuple[list[int], list[int]] = ([], [])  # the last generate's prompt and tokens
-        n_ctx = min(n_ctx, model.n_ctx_train) if model.n_ctx_train else n_ctx
-        model.check_memory(plan.n_slots if plan else model.n_layer, n_ctx, "f16", n_batch=n_batch, what=f"n_ctx {n_ctx}")
         if flash_attn not in FLASH_ATTN:
             raise PaintersError(f"flash_attn {flash_attn!r}: use one of {', '.join(FLASH_ATTN)}")
-        with _built_on(model, flash_attn):
-            super().__init__(
-                str(model.path),
-                n_ctx=n_ctx,
-                n_batch=n_batch,
-                n_ubatch=n_batch,
-                n_threads=threads or os.cpu_count() or 1,
-                n_threads_batch=threads or os.cpu_count() or 1,
-                embedding=embedding,
-                logits_all=True,  # room for every token's logits (echo + logprobs), kept only when asked
-                chat_format=chat_format,
-                verbose=False,
-            )
+        if plan is not None:
+            model.validate_plan(plan)  # before a context is made for it
+        model.check_memory(plan.n_slots if plan else model.n_layer, n_ctx, "f16", n_batch=n_batch, what=f"n_ctx {n_ctx}")
+        try:
+            with _built_on(model, flash_attn):
+                super().__init__(
+                    str(model.path),
+                    n_ctx=n_ctx,
+                    n_batch=n_batch,
+                    n_ubatch=n_batch,
+                    n_threads=threads or os.cpu_count() or 1,
+                    n_threads_batch=threads or os.cpu_count() or 1,
+                    embedding=embedding,
+                    logits_all=True,  # room for every token's logits (echo + logprobs), kept only when asked
+                    chat_format=chat_format,
+                    verbose=False,
+                )
+        except ValueError as error:  # llama-cpp-python's "Failed to create llama_context"
+            raise PaintersError(f"{model.path.name}: {error} ({LOG.take() or 'out of memory?'})") from None
         self._logits_all = False  # per request: `_create_completion`
         self.plan: Plan | None = None
         self.set_plan(plan)
@@ -149,8 +158,6 @@ class PlanLlama(Llama):
     ) -> Generator[int, Sequence[int] | None, None]:
         """Llama's generate (from an empty cache unless `reuse_prefix`), with what it was given and
         what it yielded recorded for `_create_completion`."""
-        if getattr(_measuring, "on", False):
-            raise _PromptFits
         if not self.reuse_prefix:
             self.reset()
         prompt, produced = list(tokens), list[int]()
@@ -164,78 +171,92 @@ class PlanLlama(Llama):
                 return
             produced.append(token)
             sent = yield token
+            if self.stopping:
+                return
 
     def measure_prompt(self, request: dict[str, Any], *, chat: bool) -> None:
         """Format and tokenize a completion (or, with `chat`, chat completion) request as it would
         run, without evaluating anything: llama-cpp-python's ValueError if the prompt does not fit
-        the context. Safe beside a running request (nothing of the context is touched)."""
-        _measuring.on, seed = True, self._seed  # a request without a seed moves Llama's seed: put it back
+        the context. Safe beside a running request: it stops where llama-cpp-python would set the
+        seed (after every check), before anything of the context or the sampler is touched."""
+        asked = {"logprobs": False, "top_logprobs": None} if chat else {"logprobs": None}
+        request = {**request, **asked, "stream": False, "max_tokens": 1}
+        _measuring.on = True
         try:
-            request = {**request, "stream": False, "max_tokens": 1}
             if chat:
-                Llama.create_chat_completion(self, **request)
+                self.create_chat_completion(**request)
             else:
                 self.create_completion(**request)
         except _PromptFits:
             pass
         finally:
-            _measuring.on, self._seed = False, seed
+            _measuring.on = False
+
+    def set_seed(self, seed: int) -> None:
+        if getattr(_measuring, "on", False):
+            raise _PromptFits  # `measure_prompt`: the prompt passed every check
+        super().set_seed(seed)
 
     def _create_completion(self, prompt: Any, *args: Any, **kwargs: Any) -> Iterator[Any]:  # noqa: ANN401 - Llama's
-        """Llama's, with every token's logits kept only when the request asks for logprobs (so a
-        context holds no n_ctx x n_vocab logits otherwise), and echo + logprobs computed here."""
+        """Llama's, with every token's logits kept only while a request that asks for logprobs runs
+        (a context holds no n_ctx x n_vocab logits otherwise), and echo + logprobs computed here."""
         top_n, echo = kwargs.get("logprobs"), kwargs.get("echo", False)
-        if not getattr(_measuring, "on", False):  # a measuring thread leaves the context's state alone
-            self._logits_all = top_n is not None
-            if top_n is not None:
-                self.reset()  # rows an earlier call did not keep cannot be reused
-        if not echo or top_n is None or kwargs.get("stream", False):
+        if getattr(_measuring, "on", False):  # a measuring thread leaves the context's state alone
             yield from super()._create_completion(prompt, *args, **kwargs)
             return
-        # llama-cpp-python's own echo logprobs are shifted by one (and sort the vocabulary per token): ours instead
-        for chunk in super()._create_completion(prompt, *args, **{**kwargs, "logprobs": None}):
-            chunk["choices"][0]["logprobs"] = self._echo_logprobs(int(top_n), chunk["usage"]["completion_tokens"])
-            yield chunk
+        self._logits_all = top_n is not None
+        if top_n is not None:
+            self.reset()  # rows an earlier call did not keep cannot be reused
+        try:
+            if not echo or top_n is None or kwargs.get("stream", False):
+                yield from super()._create_completion(prompt, *args, **kwargs)
+                return
+            # llama-cpp-python's own echo logprobs are shifted by one (and sort the vocabulary per token): ours instead
+            for chunk in super()._create_completion(prompt, *args, **{**kwargs, "logprobs": None}):
+                chunk["choices"][0]["logprobs"] = self._echo_logprobs(int(top_n), chunk["usage"]["completion_tokens"])
+                yield chunk
+        finally:
+            if top_n is not None:
+                self.scores = np.ndarray(self.scores.shape, dtype=np.single)  # the rows written go back to the system
+                self.n_tokens = 0
 
     def _echo_logprobs(self, top_n: int, n_completion: int) -> CompletionLogprobs:
         """Log-probabilities of the prompt and completion tokens (with the end-of-generation token
-        that stopped it), each from the logits row of the token before it; the leading BOS and any
-        other BOS are left out, and the first entry is None (OpenAI's convention: no context before it)."""
+        that stopped it), each from the logits row of the token before it; a leading BOS is left
+        out, and the first entry is None (OpenAI's convention: no context before it). Text offsets
+        count characters of the echoed text, the prompt as given."""
         prompt, produced = self._recorded
         # the token that ended the reply is not in its text, but is echoed: lm-eval drops the last entry as generated
         ended = len(produced) > n_completion and self.weights.is_eog(produced[n_completion])
         tokens = prompt + produced[: n_completion + ended]
-        bos = self.token_bos()
-        start = 1 if tokens[:1] == [bos] else 0
-        text_offsets: list[int] = []
-        token_texts: list[str] = []
-        token_logprobs: list[float | None] = []
-        top_logprobs: list[dict[str, float] | None] = []
+        start = 1 if tokens[:1] == [self.token_bos()] else 0
+        shown = b""
+        result: CompletionLogprobs = {"tokens": [], "text_offset": [], "token_logprobs": [], "top_logprobs": []}
         for index in range(start, len(tokens)):
-            token = tokens[index]
-            if token == bos:
-                continue
-            shown = tokens[start:index]
-            text = self.detokenize([token], prev_tokens=shown).decode("utf-8", errors="ignore")
-            text_offsets.append(len(self.detokenize(shown).decode("utf-8", errors="ignore")))
-            token_texts.append(text)
-            if not token_logprobs:  # the first entry
-                token_logprobs.append(None)
-                top_logprobs.append(None)
+            piece = self._piece(tokens[index])
+            if index == start == 1 and piece.startswith(b" "):
+                piece = piece[1:]  # SentencePiece's space before the first word after BOS (llama-cpp-python drops it too)
+            result["text_offset"].append(len(shown.decode("utf-8", errors="ignore")))
+            result["tokens"].append(piece.decode("utf-8", errors="ignore"))
+            shown += piece
+            if index == start:
+                result["token_logprobs"].append(None)
+                result["top_logprobs"].append(None)
                 continue
             row = _log_softmax(self.scores[index - 1])
             k = min(top_n, len(row))
             best = sorted(np.argpartition(row, -k)[-k:], key=lambda i: -row[i]) if k > 0 else []
-            top = {self.detokenize([int(i)], prev_tokens=shown).decode("utf-8", errors="ignore"): float(row[i]) for i in best}
-            top[text] = float(row[token])
-            token_logprobs.append(float(row[token]))
-            top_logprobs.append(top)
-        return {
-            "tokens": token_texts,
-            "text_offset": text_offsets,
-            "token_logprobs": token_logprobs,
-            "top_logprobs": top_logprobs,
-        }
+            top = {self._piece(int(i)).decode("utf-8", errors="ignore"): float(row[i]) for i in best}
+            top[result["tokens"][-1]] = float(row[tokens[index]])
+            result["token_logprobs"].append(float(row[tokens[index]]))
+            result["top_logprobs"].append(top)
+        return result
+
+    def _piece(self, token: int) -> bytes:
+        """A token's bytes as llama-cpp-python renders it in a completion (special tokens as nothing)."""
+        buffer = ctypes.create_string_buffer(256)
+        n = C.llama_token_to_piece(self._model.vocab, token, buffer, len(buffer), 0, False)
+        return buffer.raw[: max(n, 0)]
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

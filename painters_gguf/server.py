@@ -17,11 +17,12 @@ import dataclasses
 import re
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 from painters_gguf import variants
-from painters_gguf.errors import PaintersError, RuntimeMissingError
+from painters_gguf.errors import PaintersError
 from painters_gguf.plan import Plan
 from painters_gguf.plan_llama import PlanLlama
 from painters_gguf.runtime import Model
@@ -30,7 +31,6 @@ try:
     import uvicorn
     from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
     from fastapi.middleware import Middleware
-    from fastapi.middleware.cors import CORSMiddleware
     from fastapi.responses import JSONResponse
     from llama_cpp.server import app as server_app
     from llama_cpp.server import types as server_types
@@ -39,11 +39,12 @@ try:
     from starlette_context.middleware import RawContextMiddleware
     from starlette_context.plugins import RequestIdPlugin
 except ImportError as missing:
-    raise RuntimeMissingError(
+    raise PaintersError(
         f"serving needs llama-cpp-python's server packages ({missing.name} is missing): pip install 'painters-gguf[serve]'"
     ) from None
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/+-]*")
+TOO_LONG = re.compile(r"Requested tokens \(\d+\) exceed context window")  # llama-cpp-python's words
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +66,10 @@ def served_plans(
 
     An unnamed plan is known by its text (`full` for the model's own order); `alias` names the
     first unnamed one instead. Ids are unique."""
+    if alias is not None and not NAME.fullmatch(alias):
+        raise PaintersError(f"--alias {alias!r}: a model id is letters, digits and . _ : / + -")
+    if alias is not None and all("=" in spec for spec in specs):
+        raise PaintersError("--alias names the first plan given without a NAME=, and every --plan has a name")
     served: list[ServedPlan] = []
     for spec in specs or ["full"]:
         name, _, text = spec.rpartition("=")
@@ -94,12 +99,12 @@ class PlanProxy:
     """Model ids to `PlanLlama`s over one `Model` (llama-cpp-python's endpoints call it with the
     request's `model`; None is the first plan)."""
 
-    def __init__(self, model: Model, served: list[ServedPlan], llamas: list[PlanLlama]) -> None:
+    def __init__(self, model: Model, served: list[ServedPlan], llamas: list[PlanLlama], *, embedding: bool) -> None:
         self.model = model
         self.served = {s.id: s for s in served}
         self.llamas = {s.id: llama for s, llama in zip(served, llamas, strict=True)}
         self.default = served[0].id
-        self.embedding = all(llama.context_params.embeddings for llama in llamas)
+        self.embedding = embedding
 
     def __call__(self, model_id: str | None = None) -> PlanLlama:
         if model_id is None:
@@ -132,6 +137,11 @@ class PlanProxy:
             },
         }
 
+    def stop(self) -> None:
+        """End the generations in flight at their next token (the server is stopping)."""
+        for llama in self.llamas.values():
+            llama.stopping = True
+
     def close(self) -> None:
         """Free every context, then the weights."""
         for llama in self.llamas.values():
@@ -152,7 +162,7 @@ def open_proxy(
         for llama in llamas:
             llama.close()
         raise
-    return PlanProxy(model, served, llamas)
+    return PlanProxy(model, served, llamas, embedding=embedding)
 
 
 def check_prompt_fits(llama: PlanLlama, body: dict[str, Any]) -> None:
@@ -192,6 +202,8 @@ def create_app(proxy: PlanProxy, *, api_key: str | None = None) -> FastAPI:
             try:
                 await run_in_threadpool(check_prompt_fits, llama, body)
             except ValueError as error:
+                if not TOO_LONG.search(str(error)):
+                    return  # the endpoint answers it as llama-cpp-python does
                 raise RequestRefused(str(error), "context_length_exceeded") from None
 
     ours = APIRouter()
@@ -204,9 +216,9 @@ def create_app(proxy: PlanProxy, *, api_key: str | None = None) -> FastAPI:
         middleware=[Middleware(RawContextMiddleware, plugins=(RequestIdPlugin(),))],
         title="painters-gguf: llama.cpp under layer plans",
     )
-    app.add_middleware(CORSMiddleware, allow_origins=["*"], allow_credentials=True, allow_methods=["*"], allow_headers=["*"])
     app.include_router(ours)  # before llama-cpp-python's router: its /v1/models knows no plans
-    app.include_router(server_app.router, dependencies=[Depends(check_request)])
+    # the API key first: a request without it learns nothing, not even which ids are served
+    app.include_router(server_app.router, dependencies=[Depends(server_app.authenticate), Depends(check_request)])
 
     @app.exception_handler(RequestRefused)
     async def refused(_request: Request, error: RequestRefused) -> JSONResponse:
@@ -219,30 +231,50 @@ def create_app(proxy: PlanProxy, *, api_key: str | None = None) -> FastAPI:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on host:port (port 0: a free one), or one line saying why not."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as error:
-        raise PaintersError(f"--host {host!r}: {error.strerror}") from None
-    family, kind, proto, _, address = infos[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(128)
-    except OSError as error:
-        sock.close()
-        raise PaintersError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
-    return sock
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as error:
+        raise PaintersError(f"--host {host!r}: {getattr(error, 'strerror', None) or error}") from None
+    problem: OSError | None = None
+    for family, kind, proto, _, address in addresses:
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            sock.listen(128)
+            return sock
+        except OSError as error:
+            sock.close()
+            problem = problem or error
+    raise PaintersError(f"cannot listen on {host}:{port}: {problem.strerror if problem else 'no address'}")
 
 
-def serve(app: FastAPI, sock: socket.socket, *, log_level: str = "info") -> str | None:
-    """Serve until SIGINT or SIGTERM (uvicorn's graceful stop), then close the socket; the name of
-    the signal that stopped it. uvicorn raises that signal again once stopped: here it is only noted."""
-    config = uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5)
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server, telling `on_stop` as soon as a signal asks it to stop."""
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self.on_stop = on_stop
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.on_stop()
+        super().handle_exit(sig, frame)
+
+
+def serve(app: FastAPI, sock: socket.socket, proxy: PlanProxy, *, log_level: str = "info") -> str | None:
+    """Serve until SIGINT or SIGTERM (uvicorn's graceful stop: a generation in flight ends at its
+    next token), then close the socket; the name of the signal that stopped it. A signal before
+    uvicorn takes them stops it as well; after it, uvicorn raises it again: here it is only noted."""
+    server = _Uvicorn(uvicorn.Config(app, log_level=log_level, timeout_graceful_shutdown=5), proxy.stop)
     received: list[int] = []
-    stops = (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.signal(signum, lambda signum, _frame: received.append(signum)) for signum in stops}
+
+    def note(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+        server.should_exit = True
+        proxy.stop()
+
+    previous = {signum: signal.signal(signum, note) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)

@@ -31,6 +31,7 @@ class Server:
             env={**os.environ, "COLUMNS": "200", **(env or {})},
         )
         self.stdout: list[str] = []
+        self.stderr: list[str] = []  # read as it comes: uvicorn logs every request there, a full pipe would block it
         self.url = self._start_up_url()
         assert self.url.startswith("http://127.0.0.1:"), self.url
         self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
@@ -44,7 +45,14 @@ class Server:
                 lines.put(line)
             lines.put("")  # end of output: the process stopped
 
-        threading.Thread(target=read, daemon=True).start()
+        def read_errors() -> None:
+            assert self.proc.stderr is not None
+            for line in self.proc.stderr:
+                self.stderr.append(line)
+
+        self.readers = [threading.Thread(target=read, daemon=True), threading.Thread(target=read_errors, daemon=True)]
+        for reader in self.readers:
+            reader.start()
         while True:
             try:
                 line = lines.get(timeout=START_TIMEOUT)
@@ -53,7 +61,8 @@ class Server:
                 raise AssertionError(f"no start-up line in {START_TIMEOUT} s: {''.join(self.stdout)}") from None
             if not line:
                 self.proc.wait()
-                raise AssertionError(f"serve exited with {self.proc.returncode}: {self.proc.stderr.read()}")  # type: ignore[union-attr]
+                self.readers[1].join(timeout=10)
+                raise AssertionError(f"serve exited with {self.proc.returncode}: {''.join(self.stderr)}")
             self.stdout.append(line)
             if " at http://" in line:
                 return line.split(" at ", 1)[1].strip()
@@ -71,11 +80,13 @@ class Server:
         if self.proc.poll() is None:
             self.proc.send_signal(signum)
         try:
-            _, stderr = self.proc.communicate(timeout=60)
+            self.proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            _, stderr = self.proc.communicate()
-        return self.proc.returncode, stderr
+            self.proc.wait()
+        for reader in self.readers:
+            reader.join(timeout=10)  # the pipes are closed: they end
+        return self.proc.returncode, "".join(self.stderr)
 
     def __enter__(self) -> Server:
         return self

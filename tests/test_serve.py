@@ -268,6 +268,10 @@ def test_api_key(smollm2_path: Path):
         assert server.post("completions", body, headers={"Authorization": "Bearer wrong"}).status_code == 401
         assert requests.get(f"{server.url}/models", timeout=60).status_code == 401
         assert server.post("completions", body, headers={"Authorization": "Bearer sesame"}).status_code == 200
+        wrong = {"Authorization": "Bearer wrong"}  # the key is checked before anything else is said
+        assert server.post("completions", {**body, "model": "nope"}, headers=wrong).status_code == 401
+        assert server.post("completions", {**body, "stream": True}, headers=wrong).status_code == 401
+        assert server.post("embeddings", {"input": "Hi"}, headers=wrong).status_code == 401
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
@@ -306,3 +310,82 @@ def test_embeddings_are_each_tokens_last_hidden_state(smollm2_server: Server, sm
         assert got[model_id].shape == expected.shape
         assert np.allclose(got[model_id], expected, atol=1e-4), model_id
     assert not np.allclose(got["loop"], got["full"], atol=0.1)
+
+
+def test_offsets_and_text_of_the_echo(served):
+    """Each echoed token's text sits at its offset in the echoed text, the prompt as given (Gemma:
+    SentencePiece after BOS; SmolLM2: byte pairs, no BOS)."""
+    server, _, _ = served
+    for prompt in PROMPTS:
+        choice = server.complete({"prompt": prompt, "max_tokens": 3, "echo": True, "logprobs": 2, **GREEDY})["choices"][0]
+        text, logprobs = choice["text"], choice["logprobs"]
+        assert text.startswith(prompt)
+        for offset, token in zip(logprobs["text_offset"], logprobs["tokens"], strict=True):
+            assert text[offset : offset + len(token)] == token, (prompt, offset, token)
+
+
+def test_streamed_logprobs_equal_the_plain_ones(smollm2_server: Server):
+    body = {"model": "par", "prompt": PROMPTS[2], "max_tokens": 6, "logprobs": 2, **GREEDY}
+    smollm2_server.complete({**body, "logprobs": None})  # a request without logits kept, first
+    plain = smollm2_server.complete(body)["choices"][0]["logprobs"]["token_logprobs"]
+    streamed = []
+    with requests.post(f"{smollm2_server.url}/completions", json={**body, "stream": True}, stream=True, timeout=300) as response:
+        assert response.status_code == 200, response.text
+        for line in response.iter_lines(decode_unicode=True):
+            if line.startswith("data: {"):
+                logprobs = json.loads(line[len("data: ") :])["choices"][0]["logprobs"]
+                streamed += logprobs["token_logprobs"] if logprobs else []
+    assert streamed == pytest.approx(plain, abs=1e-5) and len(plain) == 6
+
+
+def test_alias_names_the_first_unnamed_plan(smollm2_path: Path):
+    with Server("-m", str(smollm2_path), "-c", "128", "--plan", "0-14,10-29", "--plan", "full", "--alias", "mine") as server:
+        ids = [card["id"] for card in requests.get(f"{server.url}/models", timeout=60).json()["data"]]
+        assert ids == ["mine", "full"]
+    one_line_error(serve_cli("-m", str(smollm2_path), "--port", "0", "--alias", "a b"), "--alias 'a b'")
+    one_line_error(serve_cli("-m", str(smollm2_path), "--port", "0", "--plan", "x=full", "--alias", "y"), "--alias names")
+
+
+def test_chat_with_a_bad_plan_or_host(smollm2_path: Path):
+    chat = subprocess.run(
+        [CLI, "chat", "-m", str(smollm2_path), "--plan", "0-99", "--prompt", "Hi"], capture_output=True, text=True, timeout=300
+    )
+    one_line_error(chat, "0-99")
+    one_line_error(serve_cli("-m", str(smollm2_path), "--host", "a" * 300, "--port", "0"), "--host")
+
+
+def test_stopping_with_a_generation_in_flight(smollm2_path: Path):
+    """SIGTERM while a long reply streams: the reply ends at its next token, the server stops."""
+    server = Server("-m", str(smollm2_path), "-c", "2048")
+    body = {"prompt": "Once upon a time", "max_tokens": 2000, "stream": True, **GREEDY, "stop": []}
+    with requests.post(f"{server.url}/completions", json=body, stream=True, timeout=300) as response:
+        lines = response.iter_lines()
+        next(line for line in lines if line.startswith(b"data: "))
+        code, stderr = server.stop(signal.SIGTERM)
+        tokens = sum(1 for line in lines if line.startswith(b"data: {"))
+    assert code == 0 and "stopped (SIGTERM)" in stderr, stderr[-2000:]
+    assert tokens < 1900  # cut short, not run to the end
+
+
+def test_llama_cpp_pythons_own_echo_is_shifted_and_ours_is_not(smollm2: Model):
+    """llama-cpp-python 0.3.36 alone (its issue #1983): " painter" after "The" scored from its own
+    logits row, not the row before it; PlanLlama scores it from the row before (the model's value)."""
+    import llama_cpp
+
+    from painters_gguf.plan_llama import PlanLlama, _built_on
+
+    with smollm2.context(n_ctx=64, threads=2) as ctx:
+        tokens = smollm2.tokenize("The painter")
+        true_value = float(log_softmax(ctx.logits(tokens))[0, tokens[1]])
+    with _built_on(smollm2, "auto"):
+        stock = llama_cpp.Llama(str(smollm2.path), n_ctx=64, n_threads=2, logits_all=True, verbose=False)
+    ours = PlanLlama(smollm2, None, n_ctx=64, threads=2)
+    try:
+        echo = {"max_tokens": 1, "echo": True, "logprobs": 1, **GREEDY}
+        theirs = stock.create_completion("The painter", **echo)["choices"][0]["logprobs"]["token_logprobs"]
+        mine = ours.create_completion("The painter", **echo)["choices"][0]["logprobs"]["token_logprobs"]
+    finally:
+        stock.close()
+        ours.close()
+    assert mine[1] == pytest.approx(true_value, abs=1e-4)
+    assert abs(theirs[1] - true_value) > 1.0  # measured: -8.84 against -17.86
