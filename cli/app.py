@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from painters_gguf.cli import eval as eval_cmd
-from painters_gguf.cli import export, models, plan, search, serve, similarity, sweep
+from painters_gguf.cli import export, lm_eval_cmd, models, plan, search, serve, similarity, sweep
 from painters_gguf.outputs import expand
 from painters_gguf.paths import default_store
 
@@ -28,6 +28,11 @@ app.command()(export.export)
 app.command()(search.search)
 app.command()(serve.serve)
 app.command()(serve.chat)
+app.command(
+    "lm-eval",
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+    add_help_option=False,
+)(lm_eval_cmd.lm_eval_command)
 
 
 @dataclasses.dataclass

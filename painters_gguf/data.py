@@ -9,6 +9,7 @@ and saved in the same layout.
 from __future__ import annotations
 
 import json
+import logging
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -94,6 +95,9 @@ def download(split: Split, target: Path) -> list[dict]:
         import datasets
     except ImportError:
         raise PaintersError(f"{looked}; put the file there, or pip install 'painters-gguf[hub]' to download it") from None
+    datasets.utils.logging.set_verbosity_error()  # their retries and warnings are not the user's to read:
+    datasets.utils.logging.disable_progress_bar()  # the outcome is one line, below
+    logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
     try:
         rows = [dict(row) for row in datasets.load_dataset(split.hf_path, split.hf_name, split=split.split)]
     except Exception as err:  # network or hub errors: one line for the user

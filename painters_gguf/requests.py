@@ -12,6 +12,15 @@ class LoglikelihoodRequest:
 
 
 @dataclasses.dataclass(frozen=True)
+class TokensRequest:
+    """A log-likelihood request already in tokens (lm-eval's rolling windows): the context, then
+    the tokens scored."""
+
+    context: tuple[int, ...]
+    continuation: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
 class LoglikelihoodResult:
     loglikelihood: float
     is_greedy: bool  # every continuation token is the argmax

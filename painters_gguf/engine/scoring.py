@@ -21,7 +21,7 @@ import numpy as np
 from painters_gguf.engine.packing import SEQUENCES_PER_BATCH
 from painters_gguf.errors import PaintersError
 from painters_gguf.plan import Plan
-from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult
+from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult, TokensRequest
 from painters_gguf.runtime import Batch, Context, Model
 
 
@@ -210,8 +210,12 @@ class Scorer:
         ctx = self.encode(context)
         return ctx, whole[len(ctx) :]
 
-    def _sequence(self, request: LoglikelihoodRequest, slot: tuple[int, int]) -> _Sequence:
-        ctx, cont = self.encode_pair(request.context, request.continuation)
+    def _sequence(self, request: LoglikelihoodRequest | TokensRequest, slot: tuple[int, int]) -> _Sequence:
+        if isinstance(request, TokensRequest):
+            self.model.check_tokens([*request.context, *request.continuation])
+            ctx, cont = list(request.context), list(request.continuation)
+        else:
+            ctx, cont = self.encode_pair(request.context, request.continuation)
         if not cont:
             raise PaintersError(f"continuation {request.continuation!r} encodes to no tokens")
         if len(cont) > self.n_ctx:
@@ -221,7 +225,7 @@ class Scorer:
 
     # log-likelihoods
 
-    def units(self, groups: Sequence[Sequence[LoglikelihoodRequest]]) -> list[Unit]:
+    def units(self, groups: Sequence[Sequence[LoglikelihoodRequest | TokensRequest]]) -> list[Unit]:
         """One unit per group (document), its shared prefix ending before any scored position."""
         units = []
         for g, group in enumerate(groups):
@@ -234,12 +238,12 @@ class Scorer:
                 units.append(unit)
         return units
 
-    def batches(self, groups: Sequence[Sequence[LoglikelihoodRequest]]) -> list[list[Unit]]:
+    def batches(self, groups: Sequence[Sequence[LoglikelihoodRequest | TokensRequest]]) -> list[list[Unit]]:
         """The groups' units packed into decode batches, in order (the same whatever is scored)."""
         return list(self._pack(self.units(groups)))
 
     def loglikelihoods(
-        self, groups: Sequence[Sequence[LoglikelihoodRequest]], needed: set[int] | None = None
+        self, groups: Sequence[Sequence[LoglikelihoodRequest | TokensRequest]], needed: set[int] | None = None
     ) -> Iterator[tuple[list[int], list[list[LoglikelihoodResult]]]]:
         """Score groups of requests; yields (group indices, their results) as groups finish.
 
