@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from painters_gguf import variants
+from painters_gguf.abi import MAX_CELLS
+from painters_gguf.engine.packing import SEQUENCES_PER_BATCH
 from painters_gguf.engine.scoring import Scorer
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Settings
@@ -62,7 +64,17 @@ class ModelArgs:
         if unknown:
             raise PaintersError(f"model_args: unknown {', '.join(unknown)} (known: {', '.join(known)})")
         values: dict[str, Any] = {key: _checked(key, value, known[key].type) for key, value in given.items()}
-        return cls(**values)
+        args = cls(**values)
+        for key, low, high in (
+            ("n_ctx", 1, MAX_CELLS),
+            ("batch_size", SEQUENCES_PER_BATCH, MAX_CELLS),
+            ("n_gpu_layers", -1, 4096),
+        ):
+            if not low <= getattr(args, key) <= high:
+                raise PaintersError(f"model_args: {key}={getattr(args, key)} is not in {low}..{high}")
+        if args.threads is not None and not 1 <= args.threads <= 4096:
+            raise PaintersError(f"model_args: threads={args.threads} is not in 1..4096")
+        return args
 
     @classmethod
     def from_text(cls, text: str) -> dict[str, Any]:
