@@ -27,15 +27,22 @@ from painters_gguf.gguf_check import check_model_file
 from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult, TokensRequest
 from painters_gguf.runtime import Model
 
+TESTED_LM_EVAL = "0.4.13"  # the `lm-eval` extra pins it
+
 try:
-    import lm_eval.models  # noqa: F401 - first: registering into an empty registry hides lm-eval's own models
-    from lm_eval import utils as lm_eval_utils
+    import lm_eval
+except ImportError:
+    raise PaintersError("the lm-eval backend needs lm-eval: pip install 'painters-gguf[lm-eval]'") from None
+try:
+    import lm_eval.models
     from lm_eval.api.instance import Instance
     from lm_eval.api.model import TemplateLM
     from lm_eval.api.registry import model_registry
-except ImportError as missing:
+    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+except ImportError as changed:
     raise PaintersError(
-        f"the lm-eval backend needs lm-eval ({missing.name} is missing): pip install 'painters-gguf[lm-eval]'"
+        f"lm-eval {getattr(lm_eval, '__version__', '?')} has no {changed.name or changed}, which painters-gguf's backend "
+        f"uses: it is tested with lm-eval {TESTED_LM_EVAL} (pip install 'painters-gguf[lm-eval]')"
     ) from None
 
 NAME = "painters-gguf"
@@ -165,6 +172,27 @@ class PaintersLM(TemplateLM):
     def tok_encode(self, string: str, **kwargs: Any) -> list[int]:  # noqa: ANN401 - lm-eval's
         return self.scorer.encode(string) if kwargs.get("add_special_tokens", True) else self.model.tokenize(string)
 
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        """The model's chat template (GGUF `tokenizer.chat_template`), for lm-eval's --apply_chat_template."""
+        return self.model.meta("tokenizer.chat_template") if chat_template else None
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """The messages rendered with the model's own chat template (llama-cpp-python's sandboxed Jinja)."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.model.meta("tokenizer.chat_template")
+        if not template:
+            raise PaintersError(
+                f"{self.model.path.name} has no chat template (tokenizer.chat_template): drop --apply_chat_template"
+            )
+        formatter = Jinja2ChatFormatter(
+            template=template,
+            eos_token=self.model.token_text(self.model.eos) if self.model.eos >= 0 else "",
+            bos_token=self.model.token_text(self.model.bos) if self.model.bos >= 0 else "",
+            add_generation_prompt=add_generation_prompt,
+        )
+        return formatter(messages=chat_history).prompt  # type: ignore[arg-type]  # OpenAI's message dicts
+
     # scoring
 
     def loglikelihood(self, requests: list[Instance], disable_tqdm: bool = False) -> list[tuple[float, bool]]:
@@ -211,8 +239,8 @@ class PaintersLM(TemplateLM):
         for request in requests:
             (text,) = request.args
             windows = [
-                lm_eval_utils.make_disjoint_window(window)
-                for window in lm_eval_utils.get_rolling_token_windows(
+                make_disjoint_window(window)
+                for window in get_rolling_token_windows(
                     token_list=self.model.tokenize(text),
                     prefix_token=self.prefix_token_id,
                     max_seq_len=self.max_length,
@@ -230,6 +258,8 @@ class PaintersLM(TemplateLM):
         replies = []
         for request in requests:
             context, gen_kwargs = request.args
+            if gen_kwargs.get("do_sample") or float(gen_kwargs.get("temperature") or 0) > 0:
+                raise PaintersError(f"task {request.task_name}: generation here is greedy only (do_sample/temperature asked)")
             until = gen_kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
             max_tokens = int(gen_kwargs.get("max_gen_toks", DEFAULT_MAX_GEN_TOKS))

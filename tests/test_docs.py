@@ -5,7 +5,7 @@
 - the README stays a guide: at most README_MAX_LINES lines;
 - every `painters-gguf` command shown (in code blocks, and in inline code in the prose) names a
   subcommand that exists, only options that its `--help` lists, and no more arguments than its
-  usage takes; the cheap ones shown in code blocks (`--help`, `--version`, `plan ...`,
+  usage takes (`lm-eval`'s are lm-eval's); the cheap ones shown in code blocks (`--help`, `--version`, `plan ...`,
   `models list`) are run through the installed CLI: exit code 0, and the output the page shows
   after a `$ ` prompt (an `error:` line: exit code 2 and that message).
 """
@@ -37,6 +37,7 @@ INLINE_CODE = re.compile(r"(`+)(.+?)\1", re.DOTALL)
 PLACEHOLDER = re.compile(r"^[A-Z][A-Z0-9_]*$")  # COMMAND, NAME, MODEL
 NUMBER = re.compile(r"^-\d")
 ELIDED = {"...", "…"}
+PASSTHROUGH = {("lm-eval",)}  # `painters-gguf lm-eval ARGS`: ARGS are lm-eval's own
 
 
 # --- Markdown ------------------------------------------------------------------------------------
@@ -320,6 +321,8 @@ def usage_problems(argv: tuple[str, ...]) -> list[str]:
                 problems.append(f"`{where}` has no command {token!r} (it has {', '.join(sorted(info.commands))})")
                 return problems
             path = (*path, token)
+            if path in PASSTHROUGH:
+                return problems  # the rest is another program's command line
             info = help_of(path)
             continue
         args += 1

@@ -273,3 +273,13 @@ def test_bad_model_args(model_args: str, named: str, tiny, tmp_path: Path):
     last = result.stderr.strip().splitlines()[-1]
     assert result.returncode == 2 and last.startswith("error:") and named in last, result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_chat_template_is_the_models_own(smollm2_path: Path):
+    """lm-eval's --apply_chat_template renders with the GGUF's template (SmolLM2: ChatML)."""
+    from painters_gguf.lm_eval_model import PaintersLM
+
+    lm = PaintersLM(model=str(smollm2_path), threads=2)
+    prompt = lm.apply_chat_template([{"role": "user", "content": "Name a colour."}])
+    assert prompt.endswith("<|im_start|>user\nName a colour.<|im_end|>\n<|im_start|>assistant\n")
+    assert lm.chat_template(True) == lm.model.meta("tokenizer.chat_template") and lm.chat_template(False) is None
