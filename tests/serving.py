@@ -98,3 +98,30 @@ class Server:
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def eval_with_samples(folder: Path, model: Path, data: Path, *args: str) -> None:
+    """`painters-gguf eval ARGS` on `model` with its results and samples in folder/ours/ (store: folder/store.db)."""
+    result = subprocess.run(
+        [CLI, "--db", str(folder / "store.db"), "eval", "-m", str(model), *args, "--data-dir", str(data), "-t", "2"]
+        + ["-o", f"{folder / 'ours'}/", "--log-samples"],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def lm_eval_run(command: list[str], folder: Path, tasks: Path, task_names: str, limit: int) -> None:
+    """lm-eval's command line (`command`: the program and its --model/--model_args) offline on local
+    task YAMLs, results and samples in folder/lm_eval/."""
+    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(folder / "hf")}
+    result = subprocess.run(
+        [*command, "--tasks", task_names, "--include_path", str(tasks), "--limit", str(limit)]
+        + ["--log_samples", "--output_path", str(folder / "lm_eval")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
+    )
+    assert result.returncode == 0, result.stderr[-4000:]

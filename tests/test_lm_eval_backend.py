@@ -11,7 +11,7 @@ from pathlib import Path
 import lm_eval.tasks
 import numpy as np
 import pytest
-from serving import CLI
+from serving import CLI, eval_with_samples, lm_eval_run
 
 LIMIT = 10
 LM_EVAL_TASKS = Path(lm_eval.tasks.__file__).parent
@@ -54,26 +54,16 @@ def sample_logs(folder: Path, pattern: str) -> dict[int, list[list]]:
 def test_lm_eval_with_our_backend_equals_eval(plan: str, smollm2_path: Path, shared_data: Path, tmp_path: Path):
     """The same per-document log-likelihoods, to the bit, and the same metrics as `painters-gguf eval`."""
     tasks = local_tasks(tmp_path / "tasks", shared_data)
-    env = {**os.environ, **OFFLINE, "HF_HOME": str(tmp_path / "hf")}
-    through_lm_eval = subprocess.run(
-        [CLI, "lm-eval", "--model", "painters-gguf", "--model_args", f"model={smollm2_path},plan={plan},threads=2"]
-        + ["--tasks", ",".join(f"{name}_local" for name in LOGLIKELIHOOD_TASKS), "--include_path", str(tasks)]
-        + ["--limit", str(LIMIT), "--log_samples", "--output_path", str(tmp_path / "lm_eval")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
+    lm_eval_run(
+        [CLI, "lm-eval", "--model", "painters-gguf", "--model_args", f"model={smollm2_path},plan={plan},threads=2"],
+        tmp_path,
+        tasks,
+        ",".join(f"{name}_local" for name in LOGLIKELIHOOD_TASKS),
+        LIMIT,
     )
-    assert through_lm_eval.returncode == 0, through_lm_eval.stderr[-4000:]
-    ours = subprocess.run(
-        [CLI, "--db", str(tmp_path / "store.db"), "eval", "-m", str(smollm2_path), "--plan", plan, "--limit", str(LIMIT)]
-        + ["--tasks", ",".join(LOGLIKELIHOOD_TASKS), "--data-dir", str(shared_data), "-t", "2", "-o", f"{tmp_path / 'ours'}/"]
-        + ["--log-samples"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
+    eval_with_samples(
+        tmp_path, smollm2_path, shared_data, "--plan", plan, "--limit", str(LIMIT), "--tasks", ",".join(LOGLIKELIHOOD_TASKS)
     )
-    assert ours.returncode == 0, ours.stderr
     (theirs_path,) = (tmp_path / "lm_eval").rglob("results_*.json")
     (mine_path,) = (tmp_path / "ours").rglob("results_*.json")
     theirs_results, mine_results = json.loads(theirs_path.read_text())["results"], json.loads(mine_path.read_text())["results"]
@@ -96,25 +86,14 @@ def responses(resps: list[list]) -> list[tuple[float, bool]]:
 def test_generate_until_equals_eval_gsm8k(smollm2_path: Path, shared_data: Path, tmp_path: Path):
     """lm-eval's gsm8k (5 shots, stop at "Question:") through the backend: the same replies as eval's gsm8k."""
     tasks = local_tasks(tmp_path / "tasks", shared_data)
-    env = {**os.environ, **OFFLINE, "HF_HOME": str(tmp_path / "hf")}
-    limit = "2"
-    through_lm_eval = subprocess.run(
-        [CLI, "lm-eval", "--model", "painters-gguf", "--model_args", f"model={smollm2_path},threads=2", "--tasks", "gsm8k_local"]
-        + ["--include_path", str(tasks), "--limit", limit, "--log_samples", "--output_path", str(tmp_path / "lm_eval")],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=1800,
+    lm_eval_run(
+        [CLI, "lm-eval", "--model", "painters-gguf", "--model_args", f"model={smollm2_path},threads=2"],
+        tmp_path,
+        tasks,
+        "gsm8k_local",
+        2,
     )
-    assert through_lm_eval.returncode == 0, through_lm_eval.stderr[-4000:]
-    ours = subprocess.run(
-        [CLI, "--db", str(tmp_path / "store.db"), "eval", "-m", str(smollm2_path), "--tasks", "gsm8k", "--limit", limit]
-        + ["--data-dir", str(shared_data), "-t", "2", "-o", f"{tmp_path / 'ours'}/", "--log-samples"],
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert ours.returncode == 0, ours.stderr
+    eval_with_samples(tmp_path, smollm2_path, shared_data, "--tasks", "gsm8k", "--limit", "2")
     theirs = sample_logs(tmp_path / "lm_eval", "samples_gsm8k_local_*.jsonl")
     mine = sample_logs(tmp_path / "ours", "samples_gsm8k_2*.jsonl")
     assert sorted(theirs) == sorted(mine) == [0, 1]

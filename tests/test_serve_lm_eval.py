@@ -5,14 +5,12 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from serving import CLI, Server
+from serving import Server, eval_with_samples, lm_eval_run
 
 from painters_gguf.engine.scoring import Scorer
 from painters_gguf.plan import Plan
@@ -61,27 +59,11 @@ def test_lm_eval_gguf_backend_agrees_with_eval(smollm2_path: Path, shared_data: 
     tasks = tmp_path / "tasks"
     tasks.mkdir()
     (tasks / "arc_easy_local.yaml").write_text(ARC_EASY_YAML.format(data=shared_data))
-    env = {**os.environ, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
     with Server("-m", str(smollm2_path), "-c", "2048", "--plan", f"loop={PLAN}") as server:
         base_url = server.url.removesuffix("/v1")  # the backend appends /v1/completions
-        lm_eval = subprocess.run(
-            [str(Path(sys.executable).with_name("lm_eval")), "--model", "gguf", "--model_args", f"base_url={base_url}"]
-            + ["--tasks", "arc_easy_local", "--include_path", str(tasks), "--limit", str(LIMIT)]
-            + ["--log_samples", "--output_path", str(tmp_path / "lm_eval")],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=1200,
-        )
-    assert lm_eval.returncode == 0, lm_eval.stderr[-3000:]
-    ours = subprocess.run(
-        [CLI, "--db", str(tmp_path / "store.db"), "eval", "-m", str(smollm2_path), "--plan", PLAN, "--tasks", "arc_easy"]
-        + ["--limit", str(LIMIT), "--data-dir", str(shared_data), "-t", "2", "-o", f"{tmp_path / 'ours'}/", "--log-samples"],
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
-    assert ours.returncode == 0, ours.stderr
+        lm_eval = [str(Path(sys.executable).with_name("lm_eval")), "--model", "gguf", "--model_args", f"base_url={base_url}"]
+        lm_eval_run(lm_eval, tmp_path, tasks, "arc_easy_local", LIMIT)
+    eval_with_samples(tmp_path, smollm2_path, shared_data, "--plan", PLAN, "--tasks", "arc_easy", "--limit", str(LIMIT))
     served = samples(tmp_path / "lm_eval", "samples_arc_easy_local_*.jsonl")
     scored = samples(tmp_path / "ours", "samples_arc_easy_2*.jsonl")  # the plan's, not the full model's
     assert sorted(served) == sorted(scored) == list(range(LIMIT))
