@@ -60,7 +60,12 @@ def eval_command(
     iters: options.Iters = 3,
     output: Annotated[
         str | None,  # a str: a trailing / (a folder to create) must survive
-        typer.Option("--output", "-o", help="Write lm-eval-style results JSON to this file, or into this folder (as lm-eval)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write lm-eval-style results JSON to this .json file, or into this folder (any other name; as lm-eval's "
+            "--output_path: <folder>/<model>/results_<plan>_<time>.json).",
+        ),
     ] = None,
     log_samples: Annotated[
         bool,
@@ -76,9 +81,10 @@ def eval_command(
 ) -> None:
     """Score a plan on benchmarks, next to the unmodified model and normalized (0 = chance, 1 = full model)."""
     if log_samples and output is None:
-        raise PaintersError("--log-samples writes beside the results: give -o FILE or -o FOLDER/ too")
+        raise PaintersError("--log-samples writes beside the results: give -o FILE.json or -o FOLDER too")
     stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
-    results_path, samples = _outputs(ctx.obj.db, scoring, output, log_samples, stamp)  # before the model loads
+    label = variants.label(plan, n, seed=seed, iters=iters)
+    results_path, samples = _outputs(ctx.obj.db, scoring, output, log_samples, label, stamp)  # before the model loads
     session = open_session(default_db=ctx.obj.db, scoring=scoring)
     layer_plan = variants.resolve(plan, session.model.n_layer, n, seed=seed, iters=iters)
     engine = session.engine
@@ -128,15 +134,16 @@ PLAN_BY_PLAN = Compute(share_prefix=False)
 
 
 def _outputs(
-    default_db: Path, scoring: options.Scoring, output: str | None, log_samples: bool, stamp: str
+    default_db: Path, scoring: options.Scoring, output: str | None, log_samples: bool, label: str, stamp: str
 ) -> tuple[Path | None, dict[tuple[str, bool], Path] | None]:
-    """The results file and the sample logs (task, full model?) -> path, checked against every
-    input of the run."""
+    """The results file (results_<plan label>_<time>.json in a folder) and the sample logs (task,
+    full model?) -> path (samples_<task>_<time>.jsonl: lm-eval's names, which its tools parse),
+    checked against every input of the run."""
     if output is None:
         return None, None
     inputs = run_inputs(store_path(default_db, scoring), model=scoring.model, data=scoring.data)
     stem = locate_model(scoring.model)[0].stem
-    results_path = inputs.check(outputs.file_in_folder(output, stem, f"results_{stamp}.json"), "--output")
+    results_path = outputs.results_file(output, stem, f"results_{label}_{stamp}.json", inputs, "--output")
     if not log_samples:
         return results_path, None
     beside = dataclasses.replace(inputs, files=(*inputs.files, results_path))

@@ -83,15 +83,23 @@ def check_output(
     return path
 
 
-def file_in_folder(option: str | os.PathLike[str], name: str, filename: str) -> Path:
-    """An output option as lm-eval's --output_path: a folder (existing, or written with a trailing
-    /) gets <folder>/<name>/<filename>; anything else is the file itself. `name` (a model's, from
-    outside) is made a plain folder name that cannot lead out of the folder."""
-    folder = expand(option)
-    if not (folder.is_dir() or str(option).endswith(("/", os.sep))):
-        return folder
+def results_file(option: str | os.PathLike[str], name: str, filename: str, inputs: RunInputs, what: str) -> Path:
+    """Where a results option (eval's, search's -o) writes, as lm-eval's --output_path: a path
+    ending in .json is the file itself; anything else is a folder (created) that gets
+    <folder>/<name>/<filename>. `name` (a model's, from outside) is made a plain folder name that
+    cannot lead out of the folder. Checked against the run's `inputs`."""
+    path = expand(option)
+    is_folder = path.is_dir() or str(option).endswith(("/", os.sep))
+    if path.suffix.lower() == ".json" and not is_folder:
+        return inputs.check(path, what)
+    if not is_folder and (os.path.lexists(path) or any(_same_file(path, file) for file in inputs.files)):
+        inputs.check(path, what)  # an input of the run, a link, a FIFO: refused as what it is
+        raise PaintersError(
+            f"{what} {path} is a file: a name not ending in .json is a folder for the results (as lm-eval's "
+            "--output_path); give a .json file name or a folder"
+        )
     safe = re.sub(r"[\"<>:/|\\?*\[\]]+", "__", name).lstrip(".") or "model"
-    return folder / safe / filename
+    return inputs.check(path / safe / filename, what)
 
 
 def make_folder(folder: Path, what: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import hashlib
 import random
 from collections.abc import Callable
 
@@ -203,12 +204,15 @@ def names_help(*, with_full: bool = True, with_plans: bool = False) -> str:
 
 def make(variant: Variant | str, n_layer: int, n: int = 0, *, seed: int = 0, iters: int = 3) -> Plan:
     """Build a variant's plan; `n` is N for the middle variants and the layer for skip-one/swap."""
+    return VARIANTS[_variant(variant)].build(n_layer, n, seed, iters)
+
+
+def _variant(name: Variant | str) -> Variant:
     try:
-        variant = Variant(variant)
+        return Variant(name)
     except ValueError:
         names = ", ".join(v.value for v in Variant)
-        raise PlanError(f"unknown plan variant {variant!r}: use one of {names}, or a plan text") from None
-    return VARIANTS[variant].build(n_layer, n, seed, iters)
+        raise PlanError(f"unknown plan variant {name!r}: use one of {names}, or a plan text") from None
 
 
 def resolve(spec: str, n_layer: int, n: int = 0, *, seed: int = 0, iters: int = 3) -> Plan:
@@ -217,3 +221,21 @@ def resolve(spec: str, n_layer: int, n: int = 0, *, seed: int = 0, iters: int = 
     if spec and (spec[0].isdigit() or spec[0] == "{"):
         return Plan.parse(spec).check(n_layer)
     return make(spec, n_layer, n, seed=seed, iters=iters)
+
+
+def label(spec: str, n: int = 0, *, seed: int = 0, iters: int = 3) -> str:
+    """A short name for file names: the variant with the settings it uses (random-n3-seed3), or
+    plan-<8 hex digits of the plan text's sha256> for a plan text. Needs no model."""
+    spec = spec.strip()
+    if spec and (spec[0].isdigit() or spec[0] == "{"):
+        return "plan-" + hashlib.sha256(Plan.parse(spec).text.encode()).hexdigest()[:8]
+    variant = _variant(spec)
+    found = VARIANTS[variant]
+    parts = [variant.value]
+    if found.axis in (Axis.MIDDLE, Axis.LAYER):
+        parts.append(f"n{n}")
+    if found.seeded:
+        parts.append(f"seed{seed}")
+    if found.looped:
+        parts.append(f"x{iters}")
+    return "-".join(parts)

@@ -3,6 +3,7 @@ of finished work, and a run killed mid-task that resumes to the scores of an uni
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -83,6 +84,39 @@ def test_eval_writes_results_and_samples(tiny_path: Path, shared_data: Path, tmp
     assert first["doc_id"] == 0 and len(first["resps"]) == 4 and len(first["filtered_resps"]) == 4
     assert first["arguments"]["gen_args_0"]["arg_1"] == " Sunlight is the source of energy for nearly all ecosystems."
     assert block["acc,none"] == pytest.approx(sum(r["acc"] for r in records) / len(records))
+
+
+def test_output_without_json_suffix_is_a_folder_as_in_lm_eval(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
+    """`-o out_eval` (no .json, no trailing slash, not there yet) is a folder: the results and every
+    sample log inside <out_eval>/<model>/, the results' name carrying the plan beside the time."""
+    db, small = str(tmp_path / "r.db"), ["--tasks", "arc_easy", "--limit", "3", "--threads", "2"]
+    for plan in (["--plan", "random", "--n", "0", "--seed", "3"], ["--plan", "0,{1-2}x2,3"]):
+        run_cli(
+            "--db",
+            db,
+            "eval",
+            "-m",
+            str(tiny_path),
+            *plan,
+            *small,
+            "-o",
+            str(tmp_path / "out_eval"),
+            "--log-samples",
+            data=shared_data,
+        )
+    folder = tmp_path / "out_eval" / tiny_path.stem
+    results = sorted(p.name.rsplit("_", 1)[0] for p in folder.glob("results_*.json"))
+    text_label = "plan-" + hashlib.sha256(b"0,{1-2}x2,3").hexdigest()[:8]
+    assert results == [f"results_{text_label}", "results_random-n0-seed3"]
+    assert len(list(folder.glob("samples_arc_easy_*.jsonl"))) == 2 and len(list(folder.glob("samples_*.jsonl"))) == 4
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out_eval", "r.db"]  # nothing scattered beside it
+    random_results = json.loads(next(folder.glob("results_random-*.json")).read_text())
+    assert random_results["config"]["seed"] == 3
+    notes = tmp_path / "notes.txt"  # an existing file not named .json: refused, not overwritten
+    notes.write_text("mine")
+    refused = run_cli("--db", db, "eval", "-m", str(tiny_path), *small, "-o", str(notes), data=shared_data, check=False)
+    assert refused.returncode == 2 and "a name not ending in .json is a folder" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1 and notes.read_text() == "mine"
 
 
 def test_full_model_is_computed_once(tiny_path: Path, shared_data: Path, tmp_path: Path) -> None:
