@@ -10,7 +10,7 @@ import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from painters_gguf import outputs, tasks
+from painters_gguf import outputs, sweeps, tasks
 from painters_gguf.candidates import measure_influence
 from painters_gguf.cli.console import err, out, print_notes, untrusted
 from painters_gguf.cli.options import Scoring, with_scoring_options
@@ -25,9 +25,9 @@ LEADERBOARD_ROWS = 5
 
 def leaderboard(bar: Progress, n_layer: int) -> Callable[[str, Sequence[Entry]], None]:
     def show(phase: str, ranking: Sequence[Entry]) -> None:
-        table = Table()
+        table = Table(caption="score: mean normalized score on the search items so far (0 = chance, 1 = the full model)")
         table.add_column("#", justify="right")
-        table.add_column("plan")
+        table.add_column("plan", overflow="fold")
         table.add_column("blocks", justify="right")
         table.add_column("score", justify="right")
         for place, entry in enumerate(ranking[:LEADERBOARD_ROWS], 1):
@@ -45,7 +45,7 @@ def found_table(found: Found, n_layer: int, task_names: Sequence[str], held_out:
         caption="normalized: 0 = chance, 1 = the full model; Δ full: paired difference from the full model on the same items",
     )
     table.add_column("")
-    table.add_column("plan")
+    table.add_column("plan", overflow="fold")
     table.add_column("blocks", justify="right")
     for name in task_names:
         table.add_column(name, justify="right")
@@ -80,6 +80,8 @@ def as_json(found: Found, n_layer: int) -> dict:
             for label, (plan, score) in found.held_out.items()
         },
         "documents": {"search": found.search_documents, "random_search": found.random_documents},
+        "best": found.best,
+        "best_versus": {label: {"difference": d, "stderr": se} for label, (d, se) in found.versus.items()},
     }
 
 
@@ -103,9 +105,16 @@ def search(
     rounds: Annotated[int, typer.Option("--rounds", min=0, max=100, help="Beam-search rounds.")] = 2,
     first_items: Annotated[int, typer.Option("--first-items", min=1, help="Items per task of the first rung.")] = 8,
     seed: Annotated[int, typer.Option("--seed", min=0, help="Seed of the random candidates.")] = 0,
+    exportable: Annotated[
+        bool, typer.Option("--exportable", help="Search sequential plans only (no parallel steps): what `export` writes.")
+    ] = False,
     output: Annotated[
         str | None,  # a str: a trailing / (a folder to create) must survive
-        typer.Option("--output", "-o", help="Write the result as JSON to this file, or into this folder (as eval's -o)."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the result as JSON to this .json file, or into this folder (any other name; as eval's -o).",
+        ),
     ] = None,
     *,
     scoring: Scoring,
@@ -118,29 +127,49 @@ def search(
         inputs = run_inputs(store_path(ctx.obj.db, scoring), model=scoring.model, data=scoring.data)
         stem = locate_model(scoring.model)[0].stem
         stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
-        json_path = inputs.check(outputs.file_in_folder(output, stem, f"search_{budget:g}_{stamp}.json"), "--output")
+        json_path = outputs.results_file(output, stem, f"search_{budget:g}_{stamp}.json", inputs, "--output")
     check_budget(budget)
     if any(task.generation for task in tasks.select(scoring.task_names)):
         raise PaintersError("search scores log-likelihood tasks; leave gsm8k out of --tasks")
     session = open_session(default_db=ctx.obj.db, scoring=scoring)
     n_layer = session.model.n_layer
     scores = Scores(session.evaluator, session.prepared, search_items, held_out)
-    runner = Search(scores, n_layer, budget, candidates=candidates, beam=beam, rounds=rounds, first_items=first_items, seed=seed)
+    runner = Search(
+        scores,
+        n_layer,
+        budget,
+        candidates=candidates,
+        beam=beam,
+        rounds=rounds,
+        first_items=first_items,
+        seed=seed,
+        exportable=exportable,
+    )
     with err.status("block influence of every layer (one pass of the full model) ..."):
         influence = measure_influence(session.evaluator, session.prepared)
     with progress_bar() as bar:
-        job = bar.add_task("documents", total=0)
-        scores.progress = lambda k: bar.advance(job, k)
-        scores.expect = lambda k: bar.update(job, total=(bar.tasks[0].total or 0) + k)
+        job = bar.add_task("search (documents, estimated total)", total=runner.estimated_documents())
+
+        def advance(k: int) -> None:  # the total is an estimate: never below what is done
+            task = bar.tasks[job]
+            bar.update(job, advance=k, total=max(task.total or 0, task.completed + k))
+
+        scores.progress = advance
         runner.leaderboard = leaderboard(bar, n_layer)
         found = runner.run(influence)
+        bar.update(job, total=bar.tasks[job].completed)
     names = [prep.task.name for prep in session.prepared]
     out.print(found_table(found, n_layer, names, held_out))
     out.print(
         f"documents scored: search {found.search_documents}, random search {found.random_documents} "
         f"(items x tasks per plan; the store kept every one)"
     )
-    print_notes(session.evaluator.notes)
+    for line in found.verdict():
+        out.print(untrusted(line), soft_wrap=True)
+    notes = session.evaluator.notes
+    for prep, full in scores.held_out_reference:  # the held-out items' full model near chance: its rows are noise
+        notes += [note for check in (sweeps.undefined_note, sweeps.near_chance) if (note := check(prep, full))][:1]
+    print_notes(notes)
     if json_path is not None:
         outputs.write_text(json_path, [outputs.dumps(as_json(found, n_layer), indent=2)])
         err.print(f"wrote {untrusted(json_path)}")

@@ -58,17 +58,17 @@ class Scores:
         held_out: int,
         *,
         progress: Progress = lambda n: None,
-        expect: Callable[[int], None] = lambda n: None,
     ) -> None:
         self.evaluator = evaluator
         self.engine = Engine(evaluator)
         self.prepared = list(prepared)
         self.search_items = search_items
         self.progress = progress
-        self.expect = expect  # told how many documents a call will score, before it does
         self.items_scored: dict[Plan, int] = {}  # search items each plan was scored on (nested: the first n)
         self.evaluated: list[tuple[str, str, str, tuple[int, ...]]] = []  # (phase, plan, task, items) of every score read
         self.held_out_sets: dict[str, list[int]] = {}  # task -> its held-out items
+        self.held_out_scores: dict[Plan, list[TaskScores]] = {}  # per plan, each task's scores on its held-out items
+        self.held_out_reference: list[tuple[PreparedTask, TaskScores]] = []  # each task on them, with the full model's
         for prep in self.prepared:
             search = prep.task.limit_indices(prep.docs, search_items)
             taken = set(search)
@@ -96,9 +96,14 @@ class Scores:
         return self._score(plans, prepared, "held-out")
 
     def _score(self, plans: Sequence[Plan], prepared: list[PreparedTask], phase: str) -> dict[Plan, Score]:
-        self.expect(self.engine.todo(plans, prepared))
+        todo = self.engine.todo(plans, prepared)
+        every = len(self.engine.with_full_model(plans)) * sum(len(prep.indices) for prep in prepared)
+        self.progress(every - todo)  # the documents the store holds count as done at once
         found = self.engine.score(plans, prepared, progress=lambda plan, prep: self.progress)
         full = {prep.task.name: scores for prep, scores in zip(prepared, found[self.engine.full_plan], strict=True)}
+        if phase == "held-out":
+            self.held_out_scores |= {plan: list(found[plan]) for plan in plans}
+            self.held_out_reference = [(prep, full[prep.task.name]) for prep in prepared]
         scores = {}
         for plan in plans:
             self.evaluated += [(phase, plan.text, prep.task.name, tuple(prep.indices)) for prep in prepared]
@@ -109,27 +114,48 @@ class Scores:
 def _normalized(per_task: Sequence[tuple[PreparedTask, TaskScores]], full: dict[str, TaskScores]) -> Score:
     """Mean over tasks of the normalized primary metric (0 = chance, 1 = the full model) and the
     per-document paired difference from the full model, each with its standard error."""
-    values, errors, deltas, delta_errors, by_task = [], [], [], [], {}
+    values, errors, by_task = [], [], {}
     for prep, scores in per_task:
-        metric = prep.task.primary_metric
-        reference = full[prep.task.name]
-        span = reference.scores[metric][0] - prep.baseline
-        if span <= 1e-12:
+        span = _span(prep, full[prep.task.name])
+        if span is None:
             continue  # the full model at or below chance on these items: nothing to normalize by
-        value, stderr = scores.scores[metric]
+        value, stderr = scores.scores[prep.task.primary_metric]
         by_task[prep.task.name] = (value - prep.baseline) / span
         values.append(by_task[prep.task.name])
         errors.append(abs((stderr or 0.0) / span))
-        differences = [scores.results[i][metric] - reference.results[i][metric] for i in prep.indices]
-        deltas.append(metrics.mean(differences) / span)
-        delta_errors.append(abs(metrics.mean_stderr(differences) / span) if len(differences) > 1 else 0.0)
     if not values:
         raise PaintersError("on these items the full model scores at or below chance on every task: nothing to normalize by")
+    reference = [(prep, full[prep.task.name]) for prep, _ in per_task]
+    vs_full, vs_full_stderr = paired_difference(reference, [scores for _, scores in per_task], [full for _, full in reference])
+    return Score(metrics.mean(values), _combined(errors), vs_full, vs_full_stderr, by_task)
 
-    def combined(errs: list[float]) -> float:
-        return math.sqrt(sum(e * e for e in errs)) / len(errs)
 
-    return Score(metrics.mean(values), combined(errors), metrics.mean(deltas), combined(delta_errors), by_task)
+def paired_difference(
+    reference: Sequence[tuple[PreparedTask, TaskScores]], a: Sequence[TaskScores], b: Sequence[TaskScores]
+) -> tuple[float, float]:
+    """Plan a minus plan b in mean normalized score, from per-document differences on the same
+    items (paired), with its standard error; `reference` is each task with the full model's scores."""
+    deltas, errors = [], []
+    for (prep, full), scores_a, scores_b in zip(reference, a, b, strict=True):
+        span = _span(prep, full)
+        if span is None:
+            continue
+        metric = prep.task.primary_metric
+        differences = [scores_a.results[i][metric] - scores_b.results[i][metric] for i in prep.indices]
+        deltas.append(metrics.mean(differences) / span)
+        errors.append(abs(metrics.mean_stderr(differences) / span) if len(differences) > 1 else 0.0)
+    return (metrics.mean(deltas), _combined(errors)) if deltas else (math.nan, math.nan)
+
+
+def _span(prep: PreparedTask, full: TaskScores) -> float | None:
+    """The full model's distance above the baseline: what normalizes a score; None at or below chance."""
+    span = full.scores[prep.task.primary_metric][0] - prep.baseline
+    return span if span > 1e-12 else None
+
+
+def _combined(errors: list[float]) -> float:
+    """The standard error of a mean over tasks of independent estimates."""
+    return math.sqrt(sum(e * e for e in errors)) / len(errors)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,6 +183,23 @@ class Found:
     held_out: dict[str, tuple[Plan, Score]]  # label -> (plan, held-out score), finalists and baselines
     search_documents: int
     random_documents: int
+    best: str  # the label with the best held-out mean within the budget
+    versus: dict[str, tuple[float, float]]  # label -> best minus it (paired, held-out), and its standard error
+
+    def verdict(self) -> list[str]:
+        """In words: which plan is best on held-out items, and whether it is ahead of each other
+        plan (and the full model) by more than two standard errors of the paired difference."""
+        plan, score = self.held_out[self.best]
+        lines = [f"best on held-out items: {self.best}, {plan.text}: mean {score.mean:.3f} ± {score.stderr:.3f}"]
+        for label, (difference, stderr) in self.versus.items():
+            if not math.isfinite(difference):
+                continue
+            if abs(difference) > 2 * stderr:
+                standing = "ahead of" if difference > 0 else "behind"
+            else:
+                standing = "tied with (within two standard errors of)"
+            lines.append(f"{self.best} is {standing} {label}: {difference:+.3f} ± {stderr:.3f}")
+        return lines
 
 
 class Search:
@@ -171,6 +214,7 @@ class Search:
         rounds: int = 2,
         first_items: int = 8,
         seed: int = 0,
+        exportable: bool = False,
         leaderboard: Leaderboard = lambda phase, ranking: None,
     ) -> None:
         check_budget(budget)
@@ -186,7 +230,27 @@ class Search:
         self.rungs = _rungs(min(first_items, scores.search_items), scores.search_items)
         self.rng = random.Random(seed)
         self.leaderboard = leaderboard
+        self.exportable = exportable  # sequential plans only: what `painters-gguf export` writes
         self.known: dict[tuple[Candidate, int], float] = {}
+
+    def allowed(self, candidate: Candidate) -> bool:
+        """Within the budget and the model, and sequential if asked."""
+        return candidate.valid(self.n_layer, self.max_slots) and not (self.exportable and candidate.parallel)
+
+    def estimated_documents(self) -> int:
+        """About how many documents the whole search reads (scored, or taken from the store), for an
+        overall progress bar: halving and beam rounds, random search as many, the held-out table."""
+
+        def halving(count: int) -> int:
+            documents, alive = 0, count
+            for n in self.rungs:
+                documents += (alive + 1) * n  # the full model is read with every call
+                alive = min(alive, max(self.beam, math.ceil(alive / ETA)))
+            return documents
+
+        search = halving(self.n_candidates) * (1 + self.rounds)
+        held_out = (self.beam + 4) * len(next(iter(self.scores.held_out_sets.values()), []))
+        return (2 * search + held_out) * len(self.scores.prepared)
 
     # --- candidates ---
 
@@ -242,18 +306,18 @@ class Search:
                 for first in range(self.n_layer)
                 for last in range(first, min(first + room, self.n_layer))
             ]
-        unique = {c: None for c in pool if c.valid(self.n_layer, self.max_slots)}  # a dict keeps the order
+        unique = {c: None for c in pool if self.allowed(c)}  # a dict keeps the order
         weights = [math.exp(-8 * float(value) / max(float(influence.max()), 1e-12)) for value in influence]
         for tries in range(1, 50 * self.n_candidates + 1):
             if len(unique) >= self.n_candidates:
                 break
             candidate = self.random_candidate(self.rng, weights if tries % 2 else None)
-            if tries % 5 == 0:  # some with a parallel pair
+            if tries % 5 == 0 and not self.exportable:  # some with a parallel pair
                 kept = candidate.kept(self.n_layer)
                 candidate = dataclasses.replace(
                     candidate, parallel=frozenset({self.rng.choice(kept[:-1])}) if len(kept) > 1 else frozenset()
                 )
-            if candidate.valid(self.n_layer, self.max_slots):
+            if self.allowed(candidate):
                 unique.setdefault(candidate)
         chosen = list(unique)
         if len(chosen) > self.n_candidates:  # keep the baselines, sample the rest
@@ -292,7 +356,9 @@ class Search:
         beam = ranked[: self.beam]
         seen = {e.candidate for e in ranked}
         for round_ in range(self.rounds):
-            around = [n for e in beam for n in e.candidate.neighbours(self.n_layer, self.max_slots) if n not in seen]
+            around = [
+                n for e in beam for n in e.candidate.neighbours(self.n_layer, self.max_slots) if n not in seen and self.allowed(n)
+            ]
             around = list(dict.fromkeys(around))
             if not around:
                 break
@@ -316,6 +382,14 @@ class Search:
         labelled |= {name: plan for name, plan in baselines.items() if plan.n_slots <= self.max_slots and plan != full}
         labelled["full model"] = full
         held = self.scores.on_held_out(list(dict.fromkeys(labelled.values())))
+        within = [label for label, plan in labelled.items() if plan.n_slots <= self.max_slots]
+        best = max(within, key=lambda label: held[labelled[label]].mean)  # the first of equals: a search plan
+        by_plan, reference = self.scores.held_out_scores, self.scores.held_out_reference
+        versus = {
+            label: paired_difference(reference, by_plan[labelled[best]], by_plan[plan])
+            for label, plan in labelled.items()
+            if plan != labelled[best]
+        }
         return Found(
             self.budget,
             self.max_slots,
@@ -325,6 +399,8 @@ class Search:
             {label: (plan, held[plan]) for label, plan in labelled.items()},
             search_documents,
             random_documents,
+            best,
+            versus,
         )
 
     def random_search(self, documents: int) -> tuple[Entry, int]:
@@ -337,7 +413,7 @@ class Search:
             if len(picked) == count:
                 break
             candidate = self.random_candidate(rng)
-            if candidate.valid(self.n_layer, self.max_slots) and candidate not in picked:
+            if self.allowed(candidate) and candidate not in picked:
                 picked.append(candidate)
         ranked = self.rank(picked, self.rungs[-1])
         self.leaderboard(f"random search: {len(picked)} plans on {self.rungs[-1]} items", ranked)

@@ -23,7 +23,7 @@ from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, TaskScores, prepare
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Model
-from painters_gguf.search import Found, Scores, Search, _normalized, _rungs
+from painters_gguf.search import Found, Scores, Search, _normalized, _rungs, paired_difference
 from painters_gguf.store import Store
 from painters_gguf.tasks import TASKS
 
@@ -162,11 +162,13 @@ def planted_data(model: Model, planted: Plan, folder: Path, n_rows: int = 40) ->
     return folder
 
 
-def run_search(model: Model, data: Path, db: Path, budget: float, expected: list[int] | None = None) -> tuple[Found, Scores]:
+def run_search(
+    model: Model, data: Path, db: Path, budget: float, read: list[int] | None = None, exportable: bool = False
+) -> tuple[Found, Scores]:
     ev = evaluator(model, db)
     prepared = [prepare(TASKS["arc_easy"], data, None, ev.settings)]
-    scores = Scores(ev, prepared, 16, 16, expect=expected.append if expected is not None else lambda n: None)
-    search = Search(scores, model.n_layer, budget, candidates=8, beam=2, rounds=4, first_items=4, seed=1)
+    scores = Scores(ev, prepared, 16, 16, progress=read.append if read is not None else lambda n: None)
+    search = Search(scores, model.n_layer, budget, candidates=8, beam=2, rounds=4, first_items=4, seed=1, exportable=exportable)
     try:
         return search.run(measure_influence(ev, prepared)), scores
     finally:
@@ -190,6 +192,12 @@ def test_search_finds_the_planted_plan(tiny8: Model, tmp_path: Path, budget: flo
     assert found.held_out["search #1"][0] == plan
     assert held["search #1"].mean == max(score.mean for score in held.values())
     assert full.mean == pytest.approx(1.0) and full.vs_full == 0.0
+    # the verdict: the planted plan is best, ahead of the full model by its paired difference from it
+    assert found.best == "search #1" and found.verdict()[0].startswith(f"best on held-out items: search #1, {plan.text}")
+    assert found.versus["full model"] == pytest.approx((held["search #1"].vs_full, held["search #1"].vs_full_stderr))
+    for label, (difference, stderr) in found.versus.items():  # ahead or behind only beyond two standard errors
+        standing = "ahead of" if difference > 2 * stderr else "behind" if difference < -2 * stderr else "tied with"
+        assert any(line.startswith(f"search #1 is {standing} ") and label in line for line in found.verdict()[1:])
     # not found by enumeration: the first halving started from 8 of the 28 (or 15) candidates
     assert found.search_documents > 0 and found.random_documents > 0
 
@@ -203,12 +211,40 @@ def test_search_finds_the_planted_plan(tiny8: Model, tmp_path: Path, budget: flo
 
 
 def test_a_second_search_reads_everything_from_the_store(tiny8: Model, tmp_path: Path) -> None:
+    """The rerun scores nothing; the overall progress counts the same documents (from the store at
+    once), and the estimate the bar starts from is of their size."""
     data = planted_data(tiny8, Candidate(dropped=frozenset({1, 6})).plan(N_LAYER), tmp_path / "data")
-    first, _ = run_search(tiny8, data, tmp_path / "search.db", 0.75)
-    todo: list[int] = []
-    again, _ = run_search(tiny8, data, tmp_path / "search.db", 0.75, todo)
-    assert sum(todo) == 0 and todo  # asked, and nothing left to score
+    read: list[int] = []
+    first, scores = run_search(tiny8, data, tmp_path / "search.db", 0.75, read)
+    stored = stored_documents(tmp_path / "search.db")
+    read_again: list[int] = []
+    again, _ = run_search(tiny8, data, tmp_path / "search.db", 0.75, read_again)
+    assert stored_documents(tmp_path / "search.db") == stored  # nothing left to score
     assert again == first
+    assert sum(read_again) == sum(read) > 0
+    estimate = Search(scores, N_LAYER, 0.75, candidates=8, beam=2, rounds=4, first_items=4).estimated_documents()
+    assert 0.5 < sum(read) / estimate < 1.5, (sum(read), estimate)
+
+
+def test_exportable_search_stays_sequential(tiny8: Model, tmp_path: Path) -> None:
+    """--exportable: no plan with a parallel step is scored, in any phase, and the planted plan is still found."""
+    plan = Candidate(dropped=frozenset({2, 5})).plan(N_LAYER)
+    data = planted_data(tiny8, plan, tmp_path / "data")
+    found, scores = run_search(tiny8, data, tmp_path / "search.db", 0.75, exportable=True)
+    assert found.search[0].plan == plan
+    assert scores.evaluated and not [text for _, text, _, _ in scores.evaluated if "{" in text]
+    every = run_search(tiny8, data, tmp_path / "search.db", 0.75)[1].evaluated
+    assert [text for _, text, _, _ in every if "{" in text], "without --exportable, parallel pairs are searched too"
+
+
+def test_paired_difference_by_hand(shared_data: Path) -> None:
+    prep = prepare(TASKS["arc_easy"], shared_data, 4, Settings(add_bos=False))
+    full = task_scores(prep, [1.0, 1.0, 0.0, 0.0])  # span over chance 0.25
+    a, b = task_scores(prep, [1.0, 1.0, 1.0, 0.0]), task_scores(prep, [0.0, 1.0, 0.0, 0.0])
+    differences = np.array([1.0, 0.0, 1.0, 0.0])
+    mean, stderr = paired_difference([(prep, full)], [a], [b])
+    assert mean == pytest.approx(differences.mean() / 0.25)
+    assert stderr == pytest.approx(differences.std(ddof=1) / 2 / 0.25)
 
 
 def test_budgets_and_items_are_checked(tiny8: Model, tmp_path: Path, shared_data: Path) -> None:
@@ -242,6 +278,7 @@ def test_cli_search_killed_and_rerun_gives_the_same_result(tiny8: Model, planted
     (whole_json,) = (tmp_path / "found" / tiny8.path.stem).glob("search_0.75_*.json")  # a folder: as eval's -o
     whole_json.rename(tmp_path / "whole.json")
     assert "search #1" in whole.stdout and "0-2,5-7" in whole.stdout  # the planted plan, in the final table
+    assert "best on held-out items: search #1, 0-2,5-7" in whole.stdout and "search #1 is ahead of full model" in whole.stdout
     total = stored_documents(tmp_path / "whole.db")
     db = tmp_path / "killed.db"
     env = dict(os.environ, PAINTERS_GGUF_DATA=str(planted_folder))
