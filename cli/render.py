@@ -49,7 +49,7 @@ def sweep_table(variant: Variant, cells: Sequence[Cell], task_names: Sequence[st
     table = Table(title=title, caption="0 = chance, 1 = the full model")
     axis = VARIANTS[variant].axis
     first = {Axis.LAYER: "layer n", Axis.LIST: "plan"}.get(axis, "N (M)")  # M: the middle layers
-    table.add_column(first, justify="right")
+    table.add_column(first, justify="right", overflow="fold")
     for name in task_names:
         table.add_column(name, justify="right")
     table.add_column("mean", justify="right")

@@ -15,7 +15,6 @@ from rich.text import Text
 from painters_gguf import tasks
 from painters_gguf.cli.console import err
 from painters_gguf.engine import Engine
-from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, prepare
 from painters_gguf.fetch import locate_model, resolve_model
 from painters_gguf.gguf_check import check_model_file
@@ -44,14 +43,17 @@ class Session:
     def engine(self) -> Engine:
         return Engine(self.evaluator)
 
+    def set_limit(self, limit: int | float | None) -> None:
+        """Score (or show) the first `limit` documents of each task from now on."""
+        settings = self.evaluator.settings
+        self.prepared = [prepare(prep.task, self.data, limit, settings) for prep in self.prepared]
+
 
 def open_session(*, default_db: Path, scoring: Scoring, vocab_only: bool = False) -> Session:
     """Load the model once, read the tasks, open the store (--db after the command, else the
     one before it, else the default). With `vocab_only`, only the tokenizer is loaded."""
     from painters_gguf.engine.scoring import Scorer
 
-    if scoring.limit is not None and scoring.limit < 1:
-        raise PaintersError("--limit takes a number >= 1")
     chosen = tasks.select(scoring.task_names)
     path, llm = load_model(scoring.model, n_gpu_layers=scoring.n_gpu_layers, vocab_only=vocab_only)
     settings = scoring.settings().for_model(llm.arch, llm.n_layer)

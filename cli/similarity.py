@@ -17,6 +17,7 @@ from painters_gguf.cli.render import heatmap, shade_scale
 from painters_gguf.cli.session import load_model, progress_bar, run_inputs
 from painters_gguf.data import load_split
 from painters_gguf.evaluate import default_add_bos
+from painters_gguf.figures import SimilarityRecord, record_path
 from painters_gguf.paths import data_dir
 from painters_gguf.tasks import TASKS
 
@@ -34,17 +35,23 @@ def similarity(
     threads: options.Threads = None,
     n_gpu_layers: options.NGpuLayers = 0,
     data: options.DataDir = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Save the matrix as .npy, with a .csv beside it.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Save the matrix as .npy, with a .csv and a .json (its model, plan, documents) beside it."
+        ),
+    ] = None,
 ) -> None:
     """Fig. 3: mean cosine similarity between the hidden states of every pair of layers (embedding + each output)."""
     from painters_gguf.similarity import mean_similarity
 
     path, llm = load_model(model, n_gpu_layers=n_gpu_layers)
-    npy = csv = None
-    if output is not None:  # checked before any work: neither file may be an input of this run
+    npy = csv = record = None
+    if output is not None:  # checked before any work: no file written may be an input of this run
         inputs = run_inputs(typer_ctx.obj.db, model=path, data=data)
         npy = inputs.check(output.with_suffix(".npy"), "--output")
         csv = inputs.check(npy.with_suffix(".csv"), "--output (its .csv)")
+        record = inputs.check(record_path(npy), "--output (its record, .json)")
     layer_plan = variants.resolve(plan, llm.n_layer, n, seed=seed, iters=iters)
     task = TASKS["lambada_openai"]
     rows = load_split(data_dir(data), task.eval_split, task.check_row)[:docs]
@@ -59,11 +66,14 @@ def similarity(
     out.print(title)  # above the table: a small matrix's table is narrower than the title
     out.print(heatmap(matrix, labels, columns, None, low=float(np.min(matrix)), high=1.0, compact=True))
     out.print(shade_scale(float(np.min(matrix)), 1.0))
-    if npy is not None and csv is not None:
+    if npy is not None and csv is not None and record is not None:
         header = ",".join(labels) + "\n"
         lines = (",".join(f"{value:.6f}" for value in row) + "\n" for row in matrix)
         buffer = io.BytesIO()
         np.save(buffer, matrix)
         outputs.write_bytes(npy, buffer.getvalue())
         outputs.write_text(csv, [header, *lines])
-        err.print(f"wrote {escape(str(npy))} and {escape(str(csv))}")
+        name = llm.meta("general.name") or path.name
+        facts = SimilarityRecord(path.name, name, llm.sha256, llm.n_layer, layer_plan.text, len(documents))
+        outputs.write_text(record, [facts.to_json()])
+        err.print(f"wrote {escape(str(npy))}, {escape(str(csv))} and {escape(str(record))} (what it was computed from)")

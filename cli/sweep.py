@@ -155,7 +155,20 @@ def _ray_compute(session: Session, address: str, workers: int | None) -> RayComp
     scoring = session.scoring
     spec = scoring.model
     model = spec if spec is None or not Path(spec).expanduser().exists() else str(session.path.resolve())
-    return RayCompute(address, workers, model, session.data, scoring.limit, scoring.threads or 1, scoring.n_gpu_layers)
+
+    def say(line: str) -> None:
+        err.print(untrusted(line), soft_wrap=True)
+
+    return RayCompute(address, workers, model, session.data, scoring.limit, scoring.threads or 1, scoring.n_gpu_layers, say)
+
+
+def _stored_limit(session: Session) -> int | None:
+    """The largest limit under which the store holds the full model on every task, where that is
+    less than what was asked (the sweep was run with a --limit the report was not given)."""
+    full_plan = session.engine.full_plan
+    limit = min(session.evaluator.stored_prefix(full_plan, prep) for prep in session.prepared)
+    short = any(len(prep.task.limit_indices(prep.docs, limit)) < len(prep.indices) for prep in session.prepared)
+    return limit if limit > 0 and short else None
 
 
 def _show(session: Session, cells: Cells, full: FullScores) -> None:
@@ -173,9 +186,10 @@ def _show(session: Session, cells: Cells, full: FullScores) -> None:
         if len(summary) > 1:  # a comparison needs two complete grids
             out.print(summary_table(summary))
     for prep in session.prepared:
-        warning = sweeps.near_chance(prep, full[prep.task.name])
-        if warning is not None:
-            notes.append(warning)
+        for check in (sweeps.undefined_note, sweeps.near_chance):
+            if (warning := check(prep, full[prep.task.name])) is not None:
+                notes.append(warning)
+                break
     print_notes(notes)
 
 
@@ -229,13 +243,31 @@ def report(
 
         matrix = load_similarity(similarity)
     session = open_session(default_db=ctx.obj.db, scoring=scoring)
+    if similarity is not None and matrix is not None:
+        from painters_gguf.figures import check_similarity_model
+
+        check_similarity_model(matrix, similarity, session.path.name, session.model.sha256, session.model.n_layer)
     inputs = run_inputs(
         session.evaluator.store.path, model=session.path, data=scoring.data, more=(*([similarity] if similarity else []),)
     )
     if plot is not None:  # before anything else: a folder for the figures that can be written
         plot = outputs.expand(plot)
         inputs.check(plot / "fig-variants.png", "--plot")  # the folder: made, writable, not one the run reads
-    cells, full = _cells(session, variant, plan, seeds, iters, None)
+    cells, full = _cells(session, variant, plan, seeds, iters, None)  # also checks the options
+    if not any(holding.model_sha256 == session.model.sha256 for holding in session.evaluator.store.holdings()):
+        out.print(
+            f"the results store {untrusted(session.evaluator.store.path)} holds nothing for {untrusted(session.path.name)}: "
+            "score it first (painters-gguf sweep or eval); `painters-gguf store` lists what it holds",
+            soft_wrap=True,
+        )
+        return
+    if not any(cell.complete for group in cells.values() for cell in group) and (limit := _stored_limit(session)):
+        session.evaluator.notes.append(
+            f"nothing complete on {'all documents' if scoring.limit is None else f'the first {scoring.limit}'} of each "
+            f"task; the store holds the first {limit} of every task: showing those (as --limit {limit})"
+        )
+        session.set_limit(limit)
+        cells, full = _cells(session, variant, plan, seeds, iters, None)
     _show(session, cells, full)
     if plot is not None:
         from painters_gguf import figures

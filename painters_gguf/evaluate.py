@@ -127,7 +127,7 @@ class PreparedTask:
         return metrics.mean([self.task.baseline(self.docs[i]) for i in self.indices])
 
 
-def prepare(task: Task, data_dir: Path, limit: int | None, settings: Settings) -> PreparedTask:
+def prepare(task: Task, data_dir: Path, limit: int | float | None, settings: Settings) -> PreparedTask:
     docs = task.process_docs(load_split(data_dir, task.eval_split, task.check_row))
     indices = task.limit_indices(docs, limit)
     shots = settings.shots(task)
@@ -239,6 +239,20 @@ class Evaluator:
             return None
         done, _ = self._stored(run_id, prepared.task)
         return self._scores(prepared, done) if all(i in done for i in prepared.indices) else None
+
+    def stored_prefix(self, plan: Plan, prepared: PreparedTask) -> int:
+        """The largest L such that the store holds the plan's first L documents of the task (the
+        --limit under which it was scored, or more); reads no results."""
+        run_id = self.store.find_run(self.run_key(plan, prepared.task))
+        held = self.store.doc_indices(run_id) if run_id is not None else set()
+        low, high = 0, len(prepared.docs)
+        while low < high:  # the first L are held for every L up to the answer, and for none past it
+            middle = (low + high + 1) // 2
+            if held.issuperset(prepared.task.limit_indices(prepared.docs, middle)):
+                low = middle
+            else:
+                high = middle - 1
+        return low
 
     def adopt_stored_settings(self, prepared: Sequence[PreparedTask]) -> str | None:
         """When the store holds no full-model results with these settings but holds them with one

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +58,7 @@ def variant_figure(
     kept = [c for c in cells if c.point.iters in (None, 3) or not looped]
     xs = sorted({c.point.n for c in kept})
     curves: list[tuple[Task, np.ndarray, np.ndarray, int]] = []
+    left_out: list[str] = []
     for task in tasks:
         means, bands, counts = [], [], []
         for x in xs:
@@ -70,6 +73,8 @@ def variant_figure(
             counts.append(at_x[0].n[task.name] if at_x else 0)
         if sum(np.isfinite(means)) >= MIN_POINTS:
             curves.append((task, np.array(means), np.array(bands), max(counts)))
+        elif any(c.raw[task.name] is not None for c in kept):  # scored, but with no normalized score
+            left_out.append(task.name)
     if not curves:
         return [], f"{variant.value}: fewer than {MIN_POINTS} scored points per task; no figure written"
     plt = _pyplot()
@@ -77,6 +82,8 @@ def variant_figure(
     for task, curve, band, n in curves:
         line = ax.plot(xs, curve, marker="o", ms=3, label=f"{task.name} ({task.primary_metric}, n={n})")[0]
         ax.fill_between(xs, curve - band, curve + band, color=line.get_color(), alpha=0.2, lw=0)
+    for name in left_out:  # a legend entry without a line, saying why
+        ax.plot([], [], " ", label=f"{name}: left out (the full model at chance: no normalized score)")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
     if VARIANTS[variant].axis == Axis.LIST:  # the plans given: their texts under the points
@@ -130,18 +137,25 @@ def summary_figure(folder: Path, inputs: outputs.RunInputs, model: str, summary:
     return paths
 
 
-def similarity_figure(folder: Path, inputs: outputs.RunInputs, model: str, matrix: np.ndarray) -> list[Path]:
-    """Fig. 3: the mean cosine similarity of hidden states, embedding output first."""
+def similarity_figure(folder: Path, inputs: outputs.RunInputs, model: str, similarity: Similarity) -> list[Path]:
+    """Fig. 3: the mean cosine similarity of hidden states, embedding output first, titled with
+    the model, plan and documents the matrix was computed from."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(5.2, 4.4))
+    matrix, record = similarity.matrix, similarity.record
+    fig, ax = plt.subplots(figsize=(5.6, 4.8), layout="constrained")  # title, axes and colour bar laid out apart
     image = ax.imshow(matrix, cmap="viridis", vmax=1.0)
     ticks = list(range(0, len(matrix), max(1, len(matrix) // 8)))
     ax.set_xticks(ticks, ["emb" if t == 0 else str(t - 1) for t in ticks])
     ax.set_yticks(ticks, ["emb" if t == 0 else str(t - 1) for t in ticks])
     ax.set_xlabel("layer")
     ax.set_ylabel("layer")
-    ax.set_title(f"Hidden-state cosine similarity · {_literal(model)}", fontsize=10)
-    fig.colorbar(image, ax=ax)
+    if record is not None:
+        model = record.model_name
+        detail = f"plan {record.plan}, mean over {record.documents} LAMBADA documents"
+    else:
+        detail = "saved without its record: documents not known"
+    ax.set_title(f"Hidden-state cosine similarity · {_literal(model)}\n{_literal(detail)}", fontsize=9)
+    fig.colorbar(image, ax=ax, label="mean cosine similarity", shrink=0.85)
     paths = _save(fig, folder, "fig-similarity", inputs)
     plt.close(fig)
     return paths
@@ -154,7 +168,7 @@ def write_all(
     n_layer: int,
     cells: dict[Variant, list[Cell]],
     tasks: Sequence[Task],
-    similarity: np.ndarray | None = None,
+    similarity: Similarity | None = None,
 ) -> tuple[list[Path], list[str]]:
     """Every figure the cells support; returns the files and notes on the figures not written."""
     written: list[Path] = []
@@ -176,14 +190,62 @@ def write_all(
     return written, notes
 
 
-def load_similarity(path: Path) -> np.ndarray:
-    """A matrix saved by `painters-gguf similarity`: square, finite numbers; else one clear error."""
+@dataclasses.dataclass(frozen=True)
+class SimilarityRecord:
+    """What a saved similarity matrix was computed from: written beside it as <name>.json."""
+
+    model: str  # the file's name
+    model_name: str  # general.name, as its card gives it
+    model_sha256: str
+    n_layer: int
+    plan: str
+    documents: int
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2) + "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class Similarity:
+    matrix: np.ndarray
+    record: SimilarityRecord | None  # None: saved before the record was written, or without it
+
+
+def record_path(npy: Path) -> Path:
+    return npy.with_suffix(".json")
+
+
+def load_similarity(path: Path) -> Similarity:
+    """A matrix saved by `painters-gguf similarity` (square, finite numbers) and its record beside
+    it when there is one; else one clear error."""
+    path = outputs.expand(path)
     try:
-        matrix = np.load(outputs.expand(path), allow_pickle=False)
+        matrix = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
         raise PaintersError(f"{path}: not a saved similarity matrix ({err})") from None
     if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or not np.issubdtype(matrix.dtype, np.number):
         raise PaintersError(f"{path}: not a similarity matrix (a square array of numbers), found shape {matrix.shape}")
     if not np.isfinite(matrix).all():
         raise PaintersError(f"{path}: the similarity matrix holds NaN or infinite values")
-    return matrix
+    record = None
+    if record_path(path).is_file():
+        try:
+            record = SimilarityRecord(**json.loads(record_path(path).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError) as err:
+            raise PaintersError(f"{record_path(path)}: not the record of a similarity matrix ({err})") from None
+    return Similarity(matrix, record)
+
+
+def check_similarity_model(similarity: Similarity, path: Path, model_file: str, sha256: str, n_layer: int) -> None:
+    """The matrix belongs to the model the report is about (-m): its record names it, or without
+    one its size fits (embedding + one row per layer, for the full model)."""
+    record = similarity.record
+    if record is not None and record.model_sha256 != sha256:
+        raise PaintersError(
+            f"--similarity {path} was computed on {record.model}, not on {model_file} (-m): give -m for that model"
+        )
+    if record is None and len(similarity.matrix) != n_layer + 1:
+        raise PaintersError(
+            f"--similarity {path} has {len(similarity.matrix)} rows; {model_file} (-m) has {n_layer} layers "
+            f"({n_layer + 1} rows with the embedding): a matrix of another model"
+        )

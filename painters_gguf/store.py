@@ -74,6 +74,18 @@ class RunKey:
         return json.dumps(self.settings, sort_keys=True, separators=(",", ":"))
 
 
+@dataclasses.dataclass(frozen=True)
+class Holding:
+    """A run in the store, as `painters-gguf store` lists it."""
+
+    model_name: str
+    model_sha256: str
+    plan: str
+    task: str
+    settings: str  # canonical JSON
+    documents: int
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -252,6 +264,19 @@ class Store:
             if isinstance(settings, dict):
                 found.append(settings)
         return found
+
+    def holdings(self) -> list[Holding]:
+        """Every run that holds documents: its model, plan, task, settings and how many documents."""
+        with self.errors():
+            rows = self._conn.execute(
+                """SELECT r.model_name, r.model_sha256, r.plan, r.task, r.settings, COUNT(d.doc_index)
+                   FROM runs r JOIN docs d ON d.run_id = r.id GROUP BY r.id
+                   ORDER BY r.model_name, r.model_sha256, r.settings, r.plan, r.task"""
+            ).fetchall()
+        return [
+            Holding(str(name), str(sha), str(plan), str(task), str(settings), int(n))
+            for name, sha, plan, task, settings, n in rows
+        ]
 
     def doc_indices(self, run_id: int) -> set[int]:
         """The documents a run holds, without reading them (a row whose index is not an integer names none)."""

@@ -101,8 +101,10 @@ class Cell:
 
     @property
     def mean(self) -> float | None:
+        """The mean over the tasks with a normalized score, once every task is scored (a task whose
+        full model scores its baseline has none: `undefined_note` says so)."""
         values = [v for v in self.normalized.values() if v is not None]
-        return statistics.fmean(values) if values and len(values) == len(self.normalized) else None
+        return statistics.fmean(values) if values and self.complete else None
 
     @property
     def complete(self) -> bool:
@@ -174,6 +176,20 @@ def _primary(
     span = full_value - prep.baseline
     normalized_stderr = abs(stderr / span) if stderr is not None and span != 0 else None
     return value, metrics.normalized(value, prep.baseline, full_value), normalized_stderr
+
+
+def undefined_note(prep: PreparedTask, full: TaskScores | None) -> str | None:
+    """A note when the task has no normalized score: the full model scores exactly its baseline
+    (e.g. WinoGrande at 0.5 on a few documents), so the task is left out of means and figures."""
+    if full is None:
+        return None
+    value = full.scores[prep.task.primary_metric][0]
+    if metrics.normalized(value, prep.baseline, value) is not None:  # None: the full model at its baseline
+        return None
+    return (
+        f"{prep.task.name}: the full model's {prep.task.primary_metric} {value:.4f} equals the baseline "
+        f"{prep.baseline:.4f}, so it has no normalized score: left out of the mean and the figures"
+    )
 
 
 def near_chance(prep: PreparedTask, full: TaskScores | None) -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -171,6 +172,28 @@ def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp
     )
     assert "no results with the settings given; showing those the store holds: " in other.stderr
     assert "batch_size=256" in other.stderr and "2 of 2 points scored" in " ".join(other.stdout.split())
+    # without the sweep's --limit: what the store holds at the limit it holds, and a word why
+    unlimited = subprocess.run(
+        [CLI, "--db", str(db), "report", *common[:4], "--variant", "skip"], env=env, capture_output=True, text=True, check=True
+    )
+    held = re.search(r"the store holds the first (\d+) of every task: showing those \(as --limit \1\)", unlimited.stderr)
+    assert held is not None and int(held.group(1)) >= 8, unlimited.stderr
+    assert "nothing complete on all documents" in unlimited.stderr and "2 of 2 points scored" in " ".join(
+        unlimited.stdout.split()
+    )
+    # what the store holds, without a model or data; an empty store is one line
+    listing = subprocess.run([CLI, "store", "--db", str(db)], env=env, capture_output=True, text=True, check=True)
+    rows = {line.split("│")[1].strip(): line for line in listing.stdout.splitlines() if line.startswith("│")}
+    assert "tiny-bpe.gguf" in listing.stdout and set(rows) == {"0-3 (full model)", "0-1,3", "0", "0,{1-3}"}
+    assert all(cell.strip().isdigit() and int(cell) >= 8 for row in rows.values() for cell in row.split("│")[2:4])
+    empty = subprocess.run(
+        [CLI, "--db", str(tmp_path / "empty.db"), "report", *common, "--variant", "skip"], env=env, capture_output=True, text=True
+    )
+    assert (
+        empty.returncode == 0
+        and len(empty.stdout.strip().splitlines()) == 1
+        and "holds nothing for tiny-bpe.gguf" in empty.stdout
+    )
     # a variant never swept is not ranked
     partial = subprocess.run(
         [CLI, "--db", str(db), "report", *common, "--variant", "skip,reverse"],
@@ -223,6 +246,23 @@ def test_similarity_command_saves_the_matrix(tiny_bpe_model, shared_data: Path, 
     with tiny_bpe_model.context(n_ctx=max(map(len, documents)), n_batch=512, threads=2) as ctx:
         expected = mean_similarity(ctx, Plan.parse("0,3-1"), documents)
     assert saved.shape == (5, 5) and np.allclose(saved, expected, atol=1e-5)
+    record = json.loads(target.with_suffix(".json").read_text())  # what it was computed from, beside it
+    assert record == {
+        "model": "tiny-bpe.gguf",
+        "model_name": tiny_bpe_model.meta("general.name") or "tiny-bpe.gguf",
+        "model_sha256": tiny_bpe_model.sha256,
+        "n_layer": 4,
+        "plan": "0,3-1",
+        "documents": 3,
+    }
+    other_model = subprocess.run(
+        [CLI, "--db", str(tmp_path / "r.db"), "report", "--tasks", "arc_easy", "--limit", "2", "--similarity", str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # -m: the default model, SmolLM2, not the matrix's
+    assert other_model.returncode == 2 and f"--similarity {target} was computed on tiny-bpe.gguf, not on" in other_model.stderr
     bad = subprocess.run(
         [CLI, "similarity", "-m", str(tiny_bpe_model.path), "--docs", "0"], env=env, capture_output=True, text=True, timeout=600
     )
