@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from painters_gguf.cli import eval as eval_cmd
-from painters_gguf.cli import export, lm_eval_cmd, models, plan, search, serve, similarity, sweep
+from painters_gguf.cli import export, lm_eval_cmd, models, plan, search, serve, similarity, store, sweep
+from painters_gguf.cli.examples import epilog
 from painters_gguf.outputs import expand
 from painters_gguf.paths import default_store
 
@@ -17,17 +18,24 @@ app = typer.Typer(
     help="Transformer Layers as Painters on GGUF models: run layer plans and score them on benchmarks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # click's plain help: nothing cut, no markup eaten, no <bool>
+    epilog=epilog(""),
 )
 app.add_typer(models.app, name="models")
-app.command("eval")(eval_cmd.eval_command)
-app.command()(sweep.sweep)
-app.command()(sweep.report)
-app.command()(similarity.similarity)
-app.command()(plan.plan)
-app.command()(export.export)
-app.command()(search.search)
-app.command()(serve.serve)
-app.command()(serve.chat)
+app.command("eval", epilog=epilog("eval"))(eval_cmd.eval_command)
+COMMANDS = (
+    sweep.sweep,
+    sweep.report,
+    store.store,
+    similarity.similarity,
+    plan.plan,
+    export.export,
+    search.search,
+    serve.serve,
+    serve.chat,
+)
+for command in COMMANDS:
+    app.command(epilog=epilog(command.__name__))(command)
 app.command(
     "lm-eval",
     context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},

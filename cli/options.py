@@ -26,9 +26,25 @@ N = Annotated[
 ]
 Seed = Annotated[int, typer.Option("--seed", min=0, help="Seed of the random variant.")]
 Iters = Annotated[int, typer.Option("--iters", min=1, max=MAX_SLOTS, help="Iterations of looped-parallel.")]
+
+
+def _whole_or_fraction(value: float | None) -> int | float | None:
+    """lm-eval's --limit: a count of documents (a whole number), or a fraction of them below 1."""
+    if value is None or 0 < value < 1:
+        return value
+    if value >= 1 and value == int(value):
+        return int(value)
+    raise typer.BadParameter(f"{value:g}: give a number of documents (1, 2, ...) or a fraction of them (0 < L < 1)")
+
+
 Limit = Annotated[
-    int | None,
-    typer.Option("--limit", "-l", min=1, help="Score only the first L documents of each task (mmlu: of each subject)."),
+    float | None,
+    typer.Option(
+        "--limit",
+        "-l",
+        callback=_whole_or_fraction,
+        help="Score only the first L documents of each task (mmlu: of each subject); below 1, that fraction (as lm-eval).",
+    ),
 ]
 Threads = Annotated[int | None, typer.Option("--threads", "-t", min=1, max=4096, help="CPU threads (default: all cores).")]
 NCtx = Annotated[
@@ -105,7 +121,7 @@ class Scoring:
 
     model: str | None
     task_names: str
-    limit: int | None
+    limit: int | float | None  # a count, or below 1 a fraction (lm-eval's --limit)
     num_fewshot: int | None
     add_bos: bool | None
     threads: int | None

@@ -140,7 +140,7 @@ def eval_config(
     n: int,
     seed: int,
     iters: int,
-    limit: int | None,
+    limit: int | float | None,
     settings: Settings,
     prepared: Sequence[PreparedTask],
 ) -> dict:

@@ -272,7 +272,7 @@ def scenario_options(model: Path, data: Path) -> Outcome:
             (["eval", *m, "--threads", "0"], "'--threads'"),
             (["eval", *m, "--num-fewshot", "-1"], "'--num-fewshot'"),
             (["eval", *m, "--limit", "0"], "'--limit' / '-l'"),
-            (["eval", *m, "--limit", "two"], "valid integer"),
+            (["eval", *m, "--limit", "two"], "valid number"),
             (["eval", *m, "--n-gpu-layers", "-2"], "'--n-gpu-layers'"),
             (["eval", *m, "--n", "-1"], "'--n'"),
             (["eval", *m, "--iters", "0"], "'--iters'"),

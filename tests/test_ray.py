@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -58,6 +59,8 @@ def test_ray_sweep_stores_what_a_local_sweep_stores(local_store: dict, sweep_arg
     result = subprocess.run(ray_command(db, sweep_args, shared_data), capture_output=True, text=True, timeout=TIMEOUT)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "plans: normalized scores" in " ".join(result.stdout.split())
+    said = re.search(r"Ray \S+ \(local\): 1 node\(s\) at \S+, \d+ CPUs; up to 2 workers of 1 threads", result.stderr)
+    assert said is not None, result.stderr[-2000:]  # that Ray ran, where, and with how many workers
     assert store_contents(db) == local_store
     (machine,) = machines(db)
     assert machine["host"] == os.uname().nodename and machine["features"].startswith("CPU :")

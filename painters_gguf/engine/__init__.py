@@ -43,9 +43,10 @@ class RayCompute:
     workers: int | None  # None: as many as the cluster has room for
     model: str | None  # a catalog name each worker fetches, or a path every worker can read
     data: Path
-    limit: int | None
+    limit: int | float | None  # a count, or below 1 a fraction (lm-eval's --limit)
     threads: int
     n_gpu_layers: int
+    log: Callable[[str], None] = dataclasses.field(default=lambda line: None, compare=False)  # where the cluster is said
 
 
 @dataclasses.dataclass(frozen=True)

@@ -49,7 +49,7 @@ class Job:
     model_sha256: str
     data: str
     tasks: tuple[tuple[str, str], ...]  # (task name, digest of its documents: docs_digest)
-    limit: int | None
+    limit: int | float | None  # a count, or below 1 a fraction (lm-eval's --limit)
     settings: Settings
     threads: int
 
@@ -238,7 +238,14 @@ def score_on_ray(
     except (ConnectionError, ValueError, RuntimeError) as error:
         raise PaintersError(f"--ray {where.address}: {error}") from None
     try:
-        workers = ray_workers(ray.cluster_resources(), where.workers, where.threads, gpu=where.n_gpu_layers != 0)
+        resources = ray.cluster_resources()
+        workers = ray_workers(resources, where.workers, where.threads, gpu=where.n_gpu_layers != 0)
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        hosts = ", ".join(sorted({str(node.get("NodeManagerAddress")) for node in nodes}))
+        where.log(
+            f"Ray {ray.__version__} ({where.address}): {len(nodes)} node(s) at {hosts}, {int(resources.get('CPU', 0))} CPUs; "
+            f"up to {workers} workers of {where.threads} threads, each with the model loaded; the store stays here"
+        )
         by_name = {(plan.text, prep.task.name): (plan, prep) for plan in plans for prep in prepared}
 
         def on_unit(unit: WorkUnit, result: UnitResult) -> None:

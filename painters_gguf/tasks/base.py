@@ -8,11 +8,21 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import random
 from collections.abc import Sequence
 
 from painters_gguf.errors import PaintersError
 from painters_gguf.requests import Generation, LoglikelihoodRequest, LoglikelihoodResult
+
+Limit = int | float | None  # a count of documents, or (below 1) a fraction of them, as lm-eval's --limit
+
+
+def limited(size: int, limit: Limit) -> int:
+    """How many of `size` documents a --limit takes: all (None), a count, or a fraction rounded up (lm-eval's)."""
+    if limit is None:
+        return size
+    return min(size, math.ceil(size * limit) if limit < 1 else int(limit))
 
 
 class RowError(ValueError):
@@ -161,9 +171,9 @@ class Task:
         """Expected score of random guessing (or the majority answer) on this document."""
         return 0.0
 
-    def limit_indices(self, docs: Sequence[dict], limit: int | None) -> list[int]:
+    def limit_indices(self, docs: Sequence[dict], limit: Limit) -> list[int]:
         """The documents a --limit run scores: the first `limit` (beyond the split size: all)."""
-        return list(range(len(docs) if limit is None else min(limit, len(docs))))
+        return list(range(limited(len(docs), limit)))
 
     def fewshot_examples(self, docs: Sequence[dict], pool: Sequence[dict], num_fewshot: int) -> list[list[dict]]:
         """Few-shot examples for each document in evaluation order, as lm-eval draws them."""

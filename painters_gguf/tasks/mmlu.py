@@ -4,9 +4,10 @@ are the first rows of the subject's dev split; acc, micro-averaged over all ques
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Sequence
 
-from painters_gguf.tasks.base import Field, Metric, MultipleChoiceTask, RowError, Sampler, Split, text_list
+from painters_gguf.tasks.base import Field, Limit, Metric, MultipleChoiceTask, RowError, Sampler, Split, limited, text_list
 
 FIELDS = (Field("question"), Field("subject"), Field("choices", list), Field("answer", int))
 
@@ -82,12 +83,13 @@ class MMLU(MultipleChoiceTask):
             by_subject.setdefault(row["subject"], []).append(row)
         return [super(MMLU, self).fewshot_examples([doc], by_subject.get(doc["subject"], []), num_fewshot)[0] for doc in docs]
 
-    def limit_indices(self, docs: Sequence[dict], limit: int | None) -> list[int]:
-        """As lm-eval's --limit on the mmlu group: the first `limit` questions of each subject."""
+    def limit_indices(self, docs: Sequence[dict], limit: Limit) -> list[int]:
+        """As lm-eval's --limit on the mmlu group: the first `limit` questions (or that fraction) of each subject."""
+        sizes = collections.Counter(doc["subject"] for doc in docs)
         taken: dict[str, int] = {}
         chosen = []
         for index, doc in enumerate(docs):
-            if limit is None or taken.get(doc["subject"], 0) < limit:
+            if taken.get(doc["subject"], 0) < limited(sizes[doc["subject"]], limit):
                 taken[doc["subject"]] = taken.get(doc["subject"], 0) + 1
                 chosen.append(index)
         return chosen
