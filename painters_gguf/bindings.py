@@ -107,6 +107,13 @@ LOG = LlamaLog()
 C.llama_backend_init()
 
 
+def set_layer_plan(ctx: C.llama_context_p, plan: Plan | None) -> None:
+    """Set `plan` on a context (None: the model's own order), raising a PlanError naming it if C refuses."""
+    flat = plan.encode() if plan is not None else []
+    status = lib.llama_set_layer_plan(ctx, (ctypes.c_int32 * len(flat))(*flat) if flat else None, len(flat))
+    call_plan_status(status, plan)
+
+
 def call_plan_status(status: int, plan: Plan | None) -> None:
     """Turn a C return code into an exception naming the plan."""
     if status == abi.PlanStatus.OK:

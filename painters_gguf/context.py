@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from painters_gguf.abi import MAX_CELLS
-from painters_gguf.bindings import LOG, C, call_plan_status, interrupts_deferred, lib
+from painters_gguf.bindings import LOG, C, interrupts_deferred, lib, set_layer_plan
 from painters_gguf.errors import PaintersError
 from painters_gguf.plan import Plan
 
@@ -171,20 +171,17 @@ class Context:
 
     def set_plan(self, plan: Plan | None) -> None:
         """Run the model under `plan` (None: its own layer order). Clears the KV cache."""
-        flat = plan.encode() if plan is not None else []
         with self._exclusive() as ctx:
             if plan is not None:
                 self.check_plan(plan)  # under the lock: the model cannot be closed meanwhile
             with interrupts_deferred():
-                status = lib.llama_set_layer_plan(ctx, (ctypes.c_int32 * len(flat))(*flat) if flat else None, len(flat))
-        call_plan_status(status, plan)
+                set_layer_plan(ctx, plan)
         self.plan = plan
 
     def check_plan(self, plan: Plan) -> None:
         """Everything set_plan checks, without setting it: the plan in Python and C, and that its KV
         cache fits in memory (a CPU KV cache; the limit is `memory_limit()`)."""
-        self.model.validate_plan(plan)
-        self.model.check_memory(plan.n_slots, self.n_ctx, self.kv_type, n_batch=self.n_batch, what=f"plan {plan.text!r}")
+        self.model.check_plan(plan, self.n_ctx, self.kv_type, n_batch=self.n_batch)
 
     @property
     def n_slots(self) -> int:

@@ -30,7 +30,7 @@ from llama_cpp import Llama
 from llama_cpp import _internals as internals
 from llama_cpp.llama_types import CompletionLogprobs
 
-from painters_gguf.bindings import LOG, C, call_plan_status, lib
+from painters_gguf.bindings import LOG, C, lib, set_layer_plan
 from painters_gguf.context import FLASH_ATTN
 from painters_gguf.errors import PaintersError
 from painters_gguf.plan import Plan
@@ -134,13 +134,12 @@ class PlanLlama(Llama):
     def set_plan(self, plan: Plan | None) -> None:
         """Run `plan` from the next call on (None: the model's own order); forgets the cached tokens."""
         if plan is not None:
-            self.weights.validate_plan(plan)
-            self.weights.check_memory(plan.n_slots, self.n_ctx(), "f16", n_batch=self.n_batch, what=f"plan {plan.text!r}")
-        flat = plan.encode() if plan is not None else []
-        status = lib.llama_set_layer_plan(self._ctx.ctx, (ctypes.c_int32 * len(flat))(*flat) if flat else None, len(flat))
-        self._ctx.memory = C.llama_get_memory(self._ctx.ctx)  # the plan replaced the memory module
-        self.reset()  # the tokens llama-cpp-python believes cached were computed under the old plan
-        call_plan_status(status, plan)
+            self.weights.check_plan(plan, self.n_ctx(), "f16", n_batch=self.n_batch)
+        try:
+            set_layer_plan(self._ctx.ctx, plan)
+        finally:
+            self._ctx.memory = C.llama_get_memory(self._ctx.ctx)  # the plan replaced the memory module
+            self.reset()  # the tokens llama-cpp-python believes cached were computed under the old plan
         self.plan = plan
 
     @property

@@ -221,6 +221,12 @@ class Model:
             self, n_ctx=n_ctx, n_batch=n_batch, n_seq_max=n_seq_max, threads=threads, kv_type=kv_type, flash_attn=flash_attn
         )
 
+    def check_plan(self, plan: Plan, n_ctx: int, kv_type: str, *, n_batch: int) -> None:
+        """Everything setting a plan checks, without setting it: the plan in Python and C, and that
+        its KV cache of n_ctx cells per slot fits in memory."""
+        self.validate_plan(plan)
+        self.check_memory(plan.n_slots, n_ctx, kv_type, n_batch=n_batch, what=f"plan {plan.text!r}")
+
     def validate_plan(self, plan: Plan) -> None:
         """Check a plan in Python and in C without a context."""
         plan.check(self.n_layer)
