@@ -11,10 +11,10 @@ out = Console()
 err = Console(stderr=True)
 
 
-def visible(text: str) -> str:
-    """Control characters (an ESC sequence in GGUF metadata, a newline in a file name) shown as
-    escapes instead of reaching the terminal."""
-    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+def visible(text: str, keep: str = "") -> str:
+    """Control characters (an ESC sequence in GGUF metadata or a model's reply, a newline in a file
+    name) shown as escapes instead of reaching the terminal; those in `keep` pass as they are."""
+    return "".join(ch if ch.isprintable() or ch in keep else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def untrusted(text: object) -> str:

@@ -12,7 +12,7 @@ from rich.table import Table
 from painters_gguf import variants
 from painters_gguf.abi import MAX_CELLS
 from painters_gguf.cli import options
-from painters_gguf.cli.console import err, out, untrusted
+from painters_gguf.cli.console import err, out, untrusted, visible
 from painters_gguf.cli.session import load_model
 from painters_gguf.errors import PaintersError
 
@@ -115,7 +115,7 @@ def chat(
     with err.status("creating the context ..."):
         llama = PlanLlama(
             llm,
-            None if layer_plan.is_identity(llm.n_layer) else layer_plan,
+            layer_plan,
             n_ctx=n_ctx,
             threads=threads,
             flash_attn=flash_attn.value,
@@ -160,7 +160,7 @@ class Conversation:
                 delta = chunk["choices"][0]["delta"].get("content")  # type: ignore[index, union-attr]
                 if isinstance(delta, str) and delta:
                     parts.append(delta)
-                    out.print(printable(delta), end="", markup=False, highlight=False, soft_wrap=True)
+                    out.print(visible(delta, keep="\n\t"), end="", markup=False, highlight=False, soft_wrap=True)
         except KeyboardInterrupt:
             self.llama.reset()  # a pass may have stopped between llama.cpp and llama-cpp-python's bookkeeping
             out.print()
@@ -177,11 +177,6 @@ class Conversation:
 
     def reset(self) -> None:
         self.messages = list(self.start)
-
-
-def printable(text: str) -> str:
-    """Model output for a terminal: control characters (an escape sequence) shown, not obeyed."""
-    return "".join(ch if ch.isprintable() or ch in "\n\t" else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 HELP = "/plan PLAN: switch plans (the conversation is read again under it); /full; /reset; /quit"
@@ -210,7 +205,7 @@ def talk(conversation: Conversation, resolve: Callable[[str], Plan]) -> None:
                 err.print("conversation cleared")
             elif command in ("/plan", "/full"):
                 plan = resolve(argument or "full") if command == "/plan" else resolve("full")
-                llama.set_plan(None if plan.is_identity(llama.weights.n_layer) else plan)
+                llama.set_plan(plan)
                 err.print(f"plan {escape(plan.text)} ({llama.n_slots} KV slots); the conversation is read again under it")
             elif line.startswith("/"):
                 err.print(HELP)

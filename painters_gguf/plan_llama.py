@@ -19,7 +19,6 @@ streaming, the OpenAI response shapes) is used as it is; this class adds three t
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import threading
 from collections.abc import Generator, Iterator, Sequence
@@ -132,7 +131,10 @@ class PlanLlama(Llama):
         self.set_plan(plan)
 
     def set_plan(self, plan: Plan | None) -> None:
-        """Run `plan` from the next call on (None: the model's own order); forgets the cached tokens."""
+        """Run `plan` from the next call on (None or the identity plan: the model's own order);
+        forgets the cached tokens."""
+        if plan is not None and plan.is_identity(self.weights.n_layer):
+            plan = None
         if plan is not None:
             self.weights.check_plan(plan, self.n_ctx(), "f16", n_batch=self.n_batch)
         try:
@@ -232,7 +234,7 @@ class PlanLlama(Llama):
         shown = b""
         result: CompletionLogprobs = {"tokens": [], "text_offset": [], "token_logprobs": [], "top_logprobs": []}
         for index in range(start, len(tokens)):
-            piece = self._piece(tokens[index])
+            piece = self.weights.piece(tokens[index], special=False)
             if index == start == 1 and piece.startswith(b" "):
                 piece = piece[1:]  # SentencePiece's space before the first word after BOS (llama-cpp-python drops it too)
             result["text_offset"].append(len(shown.decode("utf-8", errors="ignore")))
@@ -245,17 +247,11 @@ class PlanLlama(Llama):
             row = _log_softmax(self.scores[index - 1])
             k = min(top_n, len(row))
             best = sorted(np.argpartition(row, -k)[-k:], key=lambda i: -row[i]) if k > 0 else []
-            top = {self._piece(int(i)).decode("utf-8", errors="ignore"): float(row[i]) for i in best}
+            top = {self.weights.piece(int(i), special=False).decode("utf-8", errors="ignore"): float(row[i]) for i in best}
             top[result["tokens"][-1]] = float(row[tokens[index]])
             result["token_logprobs"].append(float(row[tokens[index]]))
             result["top_logprobs"].append(top)
         return result
-
-    def _piece(self, token: int) -> bytes:
-        """A token's bytes as llama-cpp-python renders it in a completion (special tokens as nothing)."""
-        buffer = ctypes.create_string_buffer(256)
-        n = C.llama_token_to_piece(self._model.vocab, token, buffer, len(buffer), 0, False)
-        return buffer.raw[: max(n, 0)]
 
 
 def _log_softmax(logits: np.ndarray) -> np.ndarray:

@@ -176,10 +176,18 @@ class Model:
 
     def token_text(self, token: int) -> str:
         """A token's text, special tokens rendered (e.g. '<|im_end|>')."""
+        return self.piece(token, special=True).decode("utf-8", "replace")
+
+    def piece(self, token: int, *, special: bool) -> bytes:
+        """A token's bytes; special tokens rendered, or (`special` False, as in a completion's text) nothing."""
         self.check_tokens([token])
-        buf = ctypes.create_string_buffer(256)
-        n = C.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, True)
-        return buf.raw[: max(n, 0)].decode("utf-8", "replace")
+        size = 256
+        while True:
+            buf = ctypes.create_string_buffer(size)
+            n = C.llama_token_to_piece(self._vocab, token, buf, size, 0, special)
+            if n >= 0:
+                return buf.raw[:n]
+            size = -n  # too small: llama.cpp says how many bytes the piece needs
 
     def tokenize(self, text: str, *, add_bos: bool = False, parse_special: bool = False) -> list[int]:
         data = text.encode("utf-8")
