@@ -118,7 +118,7 @@ def time_painters_gguf(path: Path, docs: list[dict], batch_size: int) -> tuple[M
     start = time.perf_counter()
     model = Model(path, n_gpu_layers=-1)
     scorer = Scorer(model, n_batch=batch_size)
-    results = [r for _, done in scorer.loglikelihoods(groups) for r in done]
+    results = scorer.score_all(groups)
     seconds = time.perf_counter() - start
     scorer.ctx.close()
     acc_norm = sum(task.score(doc, res)["acc_norm"] for doc, res in zip(docs, results, strict=True)) / len(docs)

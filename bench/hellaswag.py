@@ -101,7 +101,7 @@ def main() -> None:
     rows = []
 
     start = time.perf_counter()
-    batched = [r for _, results in scorer.loglikelihoods(groups) for r in results]
+    batched = scorer.score_all(groups)
     t_batched = time.perf_counter() - start
     rows.append(("painters-gguf (shared prefix, packed)", t_batched))
 

@@ -24,7 +24,7 @@ from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Settings
 from painters_gguf.fetch import resolve_model
 from painters_gguf.gguf_check import check_model_file
-from painters_gguf.requests import LoglikelihoodRequest, LoglikelihoodResult, TokensRequest
+from painters_gguf.requests import LoglikelihoodRequest, TokensRequest
 from painters_gguf.runtime import Model
 
 TESTED_LM_EVAL = "0.4.13"  # the `lm-eval` extra pins it
@@ -38,7 +38,7 @@ try:
     from lm_eval.api.instance import Instance
     from lm_eval.api.model import TemplateLM
     from lm_eval.api.registry import model_registry
-    from lm_eval.utils import get_rolling_token_windows, make_disjoint_window
+    from lm_eval.utils import get_rolling_token_windows, handle_arg_string, make_disjoint_window
 except ImportError as changed:
     raise PaintersError(
         f"lm-eval {getattr(lm_eval, '__version__', '?')} has no {changed.name or changed}, which painters-gguf's backend "
@@ -95,18 +95,7 @@ class ModelArgs:
                 pairs.append([key.strip(), value])
             elif pairs:
                 pairs[-1][1] += "," + part
-        return {key: _typed(value) for key, value in pairs}
-
-
-def _typed(text: str) -> object:
-    """A model_args value as lm-eval reads one: true/false, a number, else the text."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return int(text)
-    except ValueError:
-        return text.strip()
+        return {key: handle_arg_string(value) for key, value in pairs}  # typed as lm-eval types model_args
 
 
 def _checked(key: str, value: object, kind: object) -> object:
@@ -205,13 +194,9 @@ class PaintersLM(TemplateLM):
         for documents in by_task.values():
             order = sorted(documents, key=_document_order)
             groups = [[LoglikelihoodRequest(*requests[i].args) for i in documents[d]] for d in order]
-            for finished, scored in self.scorer.loglikelihoods(groups):
-                for g, group_results in zip(finished, scored, strict=True):
-                    for i, result in zip(documents[order[g]], group_results, strict=True):
-                        results[i] = (result.loglikelihood, result.is_greedy)
-        missing = [i for i, r in enumerate(results) if r is None]
-        if missing:
-            raise AssertionError(f"requests {missing[:5]} were not scored")  # every group finishes in loglikelihoods
+            for document, group_results in zip(order, self.scorer.score_all(groups), strict=True):
+                for i, result in zip(documents[document], group_results, strict=True):
+                    results[i] = (result.loglikelihood, result.is_greedy)
         return [r for r in results if r is not None]
 
     def _loglikelihood_tokens(
@@ -224,14 +209,7 @@ class PaintersLM(TemplateLM):
         groups: list[list[LoglikelihoodRequest | TokensRequest]] = [
             [TokensRequest(tuple(ctx), tuple(cont))] for _, ctx, cont in requests
         ]
-        return [(r.loglikelihood, r.is_greedy) for r in self._score(groups)]
-
-    def _score(self, groups: list[list[LoglikelihoodRequest | TokensRequest]]) -> list[LoglikelihoodResult]:
-        results: dict[int, LoglikelihoodResult] = {}
-        for finished, scored in self.scorer.loglikelihoods(groups):
-            for g, group_results in zip(finished, scored, strict=True):
-                results[g] = group_results[0]
-        return [results[g] for g in range(len(groups))]
+        return [(r.loglikelihood, r.is_greedy) for (r,) in self.scorer.score_all(groups)]
 
     def loglikelihood_rolling(self, requests: list[Instance], disable_tqdm: bool = False) -> list[float]:
         """A whole text's log-likelihood through lm-eval's rolling windows of max_length tokens."""
@@ -250,7 +228,7 @@ class PaintersLM(TemplateLM):
             groups: list[list[LoglikelihoodRequest | TokensRequest]] = [
                 [TokensRequest(tuple(ctx), tuple(cont))] for ctx, cont in windows
             ]
-            totals.append(sum(r.loglikelihood for r in self._score(groups)))
+            totals.append(sum(r.loglikelihood for (r,) in self.scorer.score_all(groups)))
         return totals
 
     def generate_until(self, requests: list[Instance], disable_tqdm: bool = False) -> list[str]:

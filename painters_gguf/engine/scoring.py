@@ -261,6 +261,13 @@ class Scorer:
             done = collected.finished(units)
             yield done, [collected.of(g) for g in done]
 
+    def score_all(self, groups: Sequence[Sequence[LoglikelihoodRequest | TokensRequest]]) -> list[list[LoglikelihoodResult]]:
+        """Every group's results, in the order of the groups (`loglikelihoods` packed the same way)."""
+        results: dict[int, list[LoglikelihoodResult]] = {}
+        for finished, scored in self.loglikelihoods(groups):
+            results.update(zip(finished, scored, strict=True))
+        return [results[g] for g in range(len(groups))]
+
     def _pack(self, units: list[Unit]) -> Iterator[list[Unit]]:
         """Pack units into decode batches in order: at most n_batch tokens and n_seq_max sequences."""
         batch: list[Unit] = []
