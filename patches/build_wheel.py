@@ -99,6 +99,13 @@ def fetch_sdist(root: Path) -> Path:
     return sdist
 
 
+def full_patch(sdist: Path) -> bytes:
+    """Our patch file, then the graphs of the families blockify.py generates (blockified-families.txt)."""
+    from blockify import generated_patch, listed
+
+    return PATCH.read_bytes() + generated_patch(sdist, listed())
+
+
 class SourceTree:
     """An unpacked sdist kept with its CMake build directory; the applied patch is recorded."""
 
@@ -140,7 +147,7 @@ def source_tree(root: Path, args: list[str]) -> SourceTree:
 def build(root: Path, stock: bool, cached_only: bool) -> Path:
     """The cached wheel for this key, built if missing."""
     args = cmake_args()
-    patch = None if stock else PATCH.read_bytes()
+    patch = None if stock else full_patch(fetch_sdist(root))
     variant = "stock" if stock else f"patch-{sha256_of(patch or b'')[:12]}"
     key = f"{VERSION}-{variant}-{flags_key(args)}-{platform.machine()}"
     out = root / "wheels" / key

@@ -6,14 +6,16 @@
     python patches/make_patch.py TREE --check   # exit 1 if the patch file is not TREE's diff
 
 `--init` unpacks the pinned sdist (downloaded and checked as build_wheel.py does) and applies the
-current patch, giving a tree to edit. Without it, the script unpacks the pristine sdist to a
-temporary folder and writes the unified diff of TREE's `vendor/llama.cpp` over the patch file.
+current patch and the generated graphs (blockify.py), giving a tree to edit. Without it, the script
+unpacks the pristine sdist to a temporary folder and writes the unified diff of TREE's
+`vendor/llama.cpp` over the patch file, less the files blockify.py generates.
 Standard library, `diff` and `patch` only.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,8 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from build_wheel import PATCH, VERSION, cache_root, fail, fetch_sdist
+from blockify import generated_patch, listed
+from build_wheel import PATCH, VERSION, cache_root, fail, fetch_sdist, full_patch
 
 VENDOR = "vendor/llama.cpp"
 # never part of the patch: version control, editor and build leftovers
@@ -39,6 +42,13 @@ def tree_diff(pristine: Path, edited: Path) -> bytes:
     if result.returncode not in (0, 1):  # 1: the trees differ
         fail(f"diff failed: {result.stderr.decode(errors='replace').strip()}")
     return b"".join(_stable(line) for line in result.stdout.splitlines(keepends=True))
+
+
+def without_generated(patch: bytes, generated: bytes) -> bytes:
+    """The diff without the files blockify.py generates (their graphs and the covered list's .inc)."""
+    paths = set(re.findall(rb"^diff -ruN a/(\S+) ", generated, flags=re.MULTILINE))
+    sections = re.split(rb"(?m)^(?=diff -ruN )", patch)
+    return b"".join(s for s in sections if not (m := re.match(rb"diff -ruN a/(\S+) ", s)) or m.group(1) not in paths)
 
 
 def _stable(line: bytes) -> bytes:
@@ -59,11 +69,16 @@ def init_tree(folder: Path) -> None:
     with tarfile.open(fetch_sdist(cache_root())) as tar:
         tar.extractall(folder, filter="data")
     result = subprocess.run(
-        ["patch", "-p1", "--batch", "--forward", "--silent"], cwd=tree, input=PATCH.read_bytes(), capture_output=True
+        ["patch", "-p1", "--batch", "--forward", "--silent"],
+        cwd=tree,
+        input=full_patch(fetch_sdist(cache_root())),
+        capture_output=True,
     )
     if result.returncode != 0:
         fail(f"the patch did not apply in {tree}: {(result.stdout + result.stderr).decode(errors='replace').strip()}")
-    print(f"make_patch: {tree} holds the sdist with {PATCH.name} applied; edit {tree / VENDOR}, then run")
+    print(
+        f"make_patch: {tree} holds the sdist with {PATCH.name} and the generated graphs applied; edit {tree / VENDOR}, then run"
+    )
     print(f"    python patches/make_patch.py {tree}")
 
 
@@ -89,7 +104,7 @@ def main() -> None:
         with tarfile.open(sdist) as tar:
             members = [m for m in tar.getmembers() if m.name.startswith(f"llama_cpp_python-{VERSION}/{VENDOR}/")]
             tar.extractall(tmp, members, filter="data")
-        patch = tree_diff(Path(tmp) / f"llama_cpp_python-{VERSION}", edited)
+        patch = without_generated(tree_diff(Path(tmp) / f"llama_cpp_python-{VERSION}", edited), generated_patch(sdist, listed()))
 
     if not patch:
         fail(f"{edited} does not differ from the pristine sdist")
