@@ -22,13 +22,23 @@ from pathlib import Path
 
 import gguf
 
+from painters_gguf.architectures import BLOCK_COUNT, positional_properties
 from painters_gguf.errors import PaintersError, PlanError
 from painters_gguf.outputs import replaced
 from painters_gguf.plan import Plan, Step
 from painters_gguf.runtime import Model
 
 # per-layer hyperparameters llama.cpp reads as a number or as one value per layer (llama-model.cpp)
-PER_LAYER_KEYS = ("feed_forward_length", "attention.head_count", "attention.head_count_kv", "expert_used_count")
+PER_LAYER_KEYS = (
+    "feed_forward_length",
+    "attention.head_count",
+    "attention.head_count_kv",
+    "expert_used_count",
+    "swiglu_clamp_exp",
+    "swiglu_clamp_shexp",
+)
+# per-layer arrays under no architecture's prefix (apertus's xIELU activation, one value per layer)
+GLOBAL_PER_LAYER_KEYS = ("xielu.alpha_n", "xielu.alpha_p", "xielu.beta", "xielu.eps")
 SWA_PATTERN_KEY = "attention.sliding_window_pattern"
 BLOCK_TENSOR = re.compile(r"blk\.(\d+)\.(.+)")
 MAX_LAYERS = 512  # LLAMA_MAX_LAYERS: the most blocks a stock llama.cpp loads
@@ -69,11 +79,41 @@ def sequential_layers(plan: Plan) -> list[int]:
     return [layers[0] for layers in plan.executions()]
 
 
+def check_positional(model: Model, plan: Plan, layers: Sequence[int]) -> None:
+    """Refuse a plan that puts a layer where stock llama.cpp would give it another kind of a
+    property it derives from the index (no per-layer key can carry it into the file)."""
+
+    def meta(key: str) -> str | None:
+        return model.meta(f"{model.arch}.{key}")
+
+    by_count = BLOCK_COUNT.get(model.arch)
+    if by_count is not None and by_count.of_count(len(layers)) != by_count.of_count(model.n_layer):
+        raise PlanError(
+            f"plan {plan.text!r} exports {len(layers)} blocks of {model.n_layer}: stock llama.cpp decides "
+            f"{by_count.name} by the block count, so the file would not run as the plan"
+        )
+    for found in positional_properties(model.arch, meta):
+        for position, layer in enumerate(layers):
+            if found.of_layer(layer, meta) != found.of_layer(position, meta):
+                raise PlanError(
+                    f"plan {plan.text!r}: layer {layer} would stand as block {position}, where stock llama.cpp decides "
+                    f"{found.name} differently: such a plan does not export (it runs under `eval --plan`)"
+                )
+
+
 def export(model: Model, plan: Plan, out: Path) -> Exported:
     """Write `model`'s file under `plan` to `out` (whole or not at all: `outputs.replaced`).
     Only architectures that run plans export: their per-layer semantics are the ones known here."""
     model.validate_plan(plan)
     layers = sequential_layers(plan)
+    check_positional(model, plan, layers)
+    return write_blocks(model, plan, layers, out)
+
+
+def write_blocks(model: Model, plan: Plan, layers: Sequence[int], out: Path) -> Exported:
+    """The file whose blocks are the source layers `layers` in order, recorded as `plan`: what
+    `export` writes once it has checked the plan (a test writes a plan export refuses, to run the
+    semantics stock llama.cpp would give it)."""
     if len(layers) > MAX_LAYERS:
         raise PlanError(f"plan {plan.text!r} runs {len(layers)} blocks; a stock llama.cpp loads at most {MAX_LAYERS}")
     try:
@@ -167,7 +207,7 @@ def _value(field: gguf.ReaderField) -> object:
 def _copy_metadata(
     reader: gguf.GGUFReader, writer: gguf.GGUFWriter, arch: str, n_layer: int, layers: Sequence[int], swa: set[int]
 ) -> None:
-    per_layer = {f"{arch}.{key}" for key in PER_LAYER_KEYS}
+    per_layer = {f"{arch}.{key}" for key in PER_LAYER_KEYS} | set(GLOBAL_PER_LAYER_KEYS)
     swa_key = f"{arch}.{SWA_PATTERN_KEY}"
     for field in reader.fields.values():
         name = field.name
@@ -177,7 +217,7 @@ def _copy_metadata(
         value = _value(field)
         if name == f"{arch}.block_count":
             value = len(layers)
-        elif isinstance(value, list) and name.startswith(f"{arch}.") and len(value) == n_layer:
+        elif isinstance(value, list) and len(value) == n_layer and not name.startswith(("general.", "tokenizer.")):
             if name not in per_layer:
                 raise PaintersError(
                     f"{name} holds {n_layer} values, one per layer perhaps, and this exporter does not know it: "

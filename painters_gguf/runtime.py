@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from painters_gguf import file_facts
+from painters_gguf.architectures import refusal
 from painters_gguf.bindings import LOG, C, call_plan_status, interrupts_deferred, lib, plan_architectures
 from painters_gguf.context import Batch, Context
 from painters_gguf.errors import PaintersError, PlanError
@@ -240,7 +241,11 @@ class Model:
         plan.check(self.n_layer)
         if not self.runs_plans:
             supported = ", ".join(plan_architectures())
-            raise PlanError(f"{self.path.name}: architecture {self.arch!r} does not run layer plans (supported: {supported})")
+            why = refusal(self.arch)
+            raise PlanError(
+                f"{self.path.name}: architecture {self.arch!r} does not run layer plans"
+                + (f": {why}" if why else f" yet (supported: {supported})")
+            )
         flat = plan.encode()
         call_plan_status(lib.llama_layer_plan_validate(self._model, (ctypes.c_int32 * len(flat))(*flat), len(flat)), plan)
 

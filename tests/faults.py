@@ -755,7 +755,7 @@ def print_summary(outcomes: list[Outcome]) -> None:
 
 
 def fixtures(folder: Path) -> tuple[Path, Path, Path, Path]:
-    """The real SmolLM2 (must be fetched), and tiny models written here: BPE llama, xverse
+    """The real SmolLM2 (must be fetched), and tiny models written here: BPE llama, baichuan
     (llama-shaped, no plans), unknown arch."""
     sys.path.insert(0, str(HERE))
     from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
@@ -770,7 +770,7 @@ def fixtures(folder: Path) -> tuple[Path, Path, Path, Path]:
     small = random_weights(TinyConfig(), seed=0)
     return (
         good,
-        write_gguf(small, folder / "tiny-xverse.gguf", arch="xverse"),
+        write_gguf(small, folder / "tiny-baichuan.gguf", arch="baichuan"),
         write_gguf(small, folder / "tiny-unknown.gguf", arch="painterz"),
         tiny,
     )

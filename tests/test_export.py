@@ -150,7 +150,7 @@ def test_cli_export_and_its_refusals(tiny_gguf: Path, tiny_weights: TinyWeights,
     with Model(out) as model:
         assert (model.n_layer, model.meta("painters_gguf.plan")) == (3, "0-1,5")
     before = tiny_gguf.read_bytes()
-    other_arch = write_gguf(tiny_weights, tmp_path / "tiny-xverse.gguf", arch="xverse")
+    other_arch = write_gguf(tiny_weights, tmp_path / "tiny-baichuan.gguf", arch="baichuan")  # not covered yet
     target = str(tmp_path / "p.gguf")
     refusals = [
         (tiny_gguf, "0,{1,2},3", target, "in parallel"),

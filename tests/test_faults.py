@@ -81,7 +81,7 @@ def test_c_function_survives_any_array(tiny_model, values: list[int]) -> None:
 def other_models(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     folder = tmp_path_factory.mktemp("archs")
     weights = random_weights(TinyConfig(), seed=0)
-    return write_gguf(weights, folder / "tiny-xverse.gguf", arch="xverse"), write_gguf(
+    return write_gguf(weights, folder / "tiny-baichuan.gguf", arch="baichuan"), write_gguf(
         weights, folder / "tiny-x.gguf", arch="painterz"
     )
 

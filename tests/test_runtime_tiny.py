@@ -195,8 +195,8 @@ def test_unsupported_architecture_is_an_error(tiny_weights: TinyWeights, tmp_pat
     from painters_gguf.bindings import lib as _lib
     from painters_gguf.runtime import Model
 
-    with Model(write_gguf(tiny_weights, tmp_path / "tiny-xverse.gguf", arch="xverse")) as model:
-        assert model.arch == "xverse"
+    with Model(write_gguf(tiny_weights, tmp_path / "tiny-baichuan.gguf", arch="baichuan")) as model:
+        assert model.arch == "baichuan"
         with model.context(n_ctx=64) as ctx:
             ctx.logits(TOKENS[:5])  # the stock graph still runs without a plan
             with pytest.raises(PlanError, match="does not run layer plans"):

@@ -1,0 +1,186 @@
+"""Tiny random F32 models of the families checked by oracles alone (no numpy reference): each is a
+table of hyperparameters and the tensors its llama.cpp loader creates, in gguf-py's names
+(`gguf.TENSOR_NAMES`); the shapes are numpy's (ggml's reversed). MoE families have several experts,
+top-k 2, and a shared expert where the family has one."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+T = gguf.MODEL_TENSOR
+
+
+@dataclasses.dataclass(frozen=True)
+class Dims:
+    n_layer: int = 6
+    n_embd: int = 64
+    n_head: int = 4
+    n_head_kv: int = 2
+    head_dim: int = 16
+    n_ff: int = 96
+    n_vocab: int = 97
+    n_ctx: int = 256
+    n_expert: int = 4
+    n_expert_used: int = 2
+    n_ff_exp: int = 32
+    n_ff_shexp: int = 48
+
+
+Shapes = dict[T | tuple[T, str], tuple[int, ...]]  # a tensor kind (its .weight) or (kind, "bias"), and its shape
+
+
+def default_head(d: Dims) -> Shapes:
+    return {T.TOKEN_EMBD: (d.n_vocab, d.n_embd), T.OUTPUT_NORM: (d.n_embd,), T.OUTPUT: (d.n_vocab, d.n_embd)}
+
+
+def attention(d: Dims, q_dim: int | None = None) -> Shapes:
+    q = q_dim or d.n_head * d.head_dim
+    kv = d.n_head_kv * d.head_dim
+    return {
+        T.ATTN_NORM: (d.n_embd,),
+        T.ATTN_Q: (q, d.n_embd),
+        T.ATTN_K: (kv, d.n_embd),
+        T.ATTN_V: (kv, d.n_embd),
+        T.ATTN_OUT: (d.n_embd, q),
+    }
+
+
+def dense_ffn(d: Dims) -> Shapes:
+    return {T.FFN_NORM: (d.n_embd,), T.FFN_GATE: (d.n_ff, d.n_embd), T.FFN_UP: (d.n_ff, d.n_embd), T.FFN_DOWN: (d.n_embd, d.n_ff)}
+
+
+def experts(d: Dims, n_ff: int) -> Shapes:
+    return {
+        T.FFN_NORM: (d.n_embd,),
+        T.FFN_GATE_INP: (d.n_expert, d.n_embd),
+        T.FFN_GATE_EXP: (d.n_expert, n_ff, d.n_embd),
+        T.FFN_UP_EXP: (d.n_expert, n_ff, d.n_embd),
+        T.FFN_DOWN_EXP: (d.n_expert, d.n_embd, n_ff),
+    }
+
+
+def shared_expert(d: Dims) -> Shapes:
+    return {
+        T.FFN_GATE_INP_SHEXP: (d.n_embd,),
+        T.FFN_GATE_SHEXP: (d.n_ff_shexp, d.n_embd),
+        T.FFN_UP_SHEXP: (d.n_ff_shexp, d.n_embd),
+        T.FFN_DOWN_SHEXP: (d.n_embd, d.n_ff_shexp),
+    }
+
+
+def moe_metadata(writer: gguf.GGUFWriter, d: Dims, *, n_ff: int | None = None, shared: bool = False) -> None:
+    writer.add_expert_count(d.n_expert)
+    writer.add_expert_used_count(d.n_expert_used)
+    if n_ff is not None:
+        writer.add_expert_feed_forward_length(n_ff)
+    if shared:
+        writer.add_expert_shared_feed_forward_length(d.n_ff_shexp)
+
+
+def granite_metadata(writer: gguf.GGUFWriter, d: Dims) -> None:
+    arch = writer.arch
+    writer.add_float32(f"{arch}.logit_scale", 4.0)
+    writer.add_float32(f"{arch}.residual_scale", 0.5)
+    writer.add_float32(f"{arch}.embedding_scale", 2.0)
+    writer.add_float32(f"{arch}.attention.scale", 0.1)
+
+
+@dataclasses.dataclass(frozen=True)
+class OracleFamily:
+    """A family's tiny model: the tensors of one block, metadata beyond the common, and the
+    per-layer property that depends on the layer's position in the file (export must keep it)."""
+
+    arch: str
+    block: Callable[[Dims], Shapes]  # one block's tensors ({bid} in their names)
+    extra_metadata: Callable[[gguf.GGUFWriter, Dims], None] = lambda writer, d: None
+    positional: Callable[[int], bool] | None = None  # the layer's kind, as the loader derives it from its index
+    dims: Dims = Dims()
+    head: Callable[[Dims], Shapes] = default_head  # the tensors outside the blocks
+    chunk_tolerance: float = 1e-5  # chunked vs one-pass decoding: float32 summation order (GELU's fp16 table: more)
+
+    def write(self, path: Path, seed: int = 0) -> Path:
+        dims = self.dims
+        rng = np.random.default_rng(seed)
+        writer = gguf.GGUFWriter(str(path), self.arch)
+        writer.add_name(f"tiny-random-{self.arch}")
+        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+        writer.add_vocab_size(dims.n_vocab)
+        writer.add_tokenizer_model("no_vocab")  # tests pass token ids
+        writer.add_context_length(dims.n_ctx)
+        writer.add_embedding_length(dims.n_embd)
+        writer.add_block_count(dims.n_layer)
+        writer.add_feed_forward_length(dims.n_ff)
+        writer.add_head_count(dims.n_head)
+        writer.add_head_count_kv(dims.n_head_kv)
+        writer.add_key_length(dims.head_dim)
+        writer.add_value_length(dims.head_dim)
+        writer.add_rope_dimension_count(dims.head_dim)
+        writer.add_rope_freq_base(10000.0)
+        writer.add_layer_norm_rms_eps(1e-5)
+        self.extra_metadata(writer, dims)
+        tensors = {tensor_name(key): shape for key, shape in self.head(dims).items()}
+        for layer in range(dims.n_layer):
+            tensors |= {tensor_name(key, layer): shape for key, shape in self.block(dims).items()}
+        for name, shape in tensors.items():
+            if len(shape) == 1:  # norms near 1; biases (and the shared expert's gate) small
+                small = name.endswith(".bias") or "gate_inp" in name
+                array = (0.1 * rng.standard_normal(shape)) + (0.0 if small else 1.0)
+            else:
+                array = rng.standard_normal(shape) / np.sqrt(shape[-1])
+            writer.add_tensor(name, array.astype(np.float32))
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        return path
+
+
+def tensor_name(key: T | tuple[T, str], layer: int | None = None) -> str:
+    kind, suffix = key if isinstance(key, tuple) else (key, "weight")
+    return gguf.TENSOR_NAMES[kind].format(bid=layer) + "." + suffix
+
+
+FAMILIES_HERE = (
+    OracleFamily(
+        "qwen3moe",
+        lambda d: attention(d) | {T.ATTN_Q_NORM: (d.head_dim,), T.ATTN_K_NORM: (d.head_dim,)} | experts(d, d.n_ff_exp),
+        lambda writer, d: moe_metadata(writer, d, n_ff=d.n_ff_exp),
+    ),
+    OracleFamily(
+        "qwen2moe",
+        lambda d: attention(d) | experts(d, d.n_ff_exp) | shared_expert(d),
+        lambda writer, d: moe_metadata(writer, d, n_ff=d.n_ff_exp, shared=True),
+    ),
+    OracleFamily(
+        "olmoe",
+        lambda d: attention(d) | {T.ATTN_Q_NORM: (d.n_embd,), T.ATTN_K_NORM: (d.n_embd,)} | experts(d, d.n_ff),
+        lambda writer, d: moe_metadata(writer, d),
+        dims=Dims(n_head_kv=4),  # its K norm spans n_embd: no grouped-query attention
+    ),
+    OracleFamily("smollm3", lambda d: attention(d) | dense_ffn(d), positional=lambda layer: (layer + 1) % 4 != 0),
+    OracleFamily(
+        "seed_oss",
+        lambda d: attention(d) | {T.ATTN_POST_NORM: (d.n_embd,)} | {k: v for k, v in dense_ffn(d).items() if k != T.FFN_NORM},
+    ),
+    OracleFamily("granite", lambda d: attention(d) | dense_ffn(d), granite_metadata),
+)
+
+
+def _all_families() -> dict[str, OracleFamily]:
+    """These and the groups' (tests/oracle_specs_*.py, one module per group of families)."""
+    import importlib
+    import pkgutil
+
+    found = list(FAMILIES_HERE)
+    here = Path(__file__).parent
+    for module in sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("oracle_specs_")):
+        found += importlib.import_module(module).SPECS
+    return {family.arch: family for family in found}
+
+
+ORACLE_FAMILIES = _all_families()
