@@ -9,9 +9,6 @@ states cannot be captured under a plan)."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
-
 import gguf
 from tiny_oracle_archs import Dims, OracleFamily, Shapes, T, attention, default_head, dense_ffn, experts, moe_metadata
 
@@ -56,36 +53,6 @@ def mrope_metadata(writer: gguf.GGUFWriter, d: Dims) -> None:
     writer.add_rope_dimension_sections([2, 3, 3, 0])  # M-RoPE: head_dim / 2 rotated pairs in sections
 
 
-@dataclasses.dataclass(frozen=True)
-class UnsuffixedFamily(OracleFamily):
-    """A family whose loader names some block tensors without the `.weight` suffix (plamo3's
-    post norms: `tn(LLM_TENSOR_ATTN_POST_NORM, i)`, as its converter writes them): the file is
-    written as usual, then rewritten with those tensors renamed."""
-
-    unsuffixed: tuple[T, ...] = ()
-
-    def write(self, path: Path, seed: int = 0) -> Path:
-        staged = super().write(path.with_name(path.name + ".staged"), seed)
-        reader = gguf.GGUFReader(staged)
-        drop = tuple(gguf.TENSOR_NAMES[kind].split(".")[-1] + ".weight" for kind in self.unsuffixed)
-        writer = gguf.GGUFWriter(str(path), self.arch)
-        for field in reader.fields.values():
-            if field.name == gguf.Keys.General.ARCHITECTURE or field.name.startswith("GGUF."):
-                continue
-            value_type = field.types[0]
-            sub_type = field.types[-1] if value_type == gguf.GGUFValueType.ARRAY else None
-            writer.add_key_value(field.name, field.contents(), value_type, sub_type=sub_type)
-        for tensor in reader.tensors:
-            name = tensor.name.removesuffix(".weight") if tensor.name.endswith(drop) else tensor.name
-            writer.add_tensor(name, tensor.data.copy())
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        staged.unlink()
-        return path
-
-
 # ---- the blocks
 
 
@@ -102,9 +69,9 @@ def plamo3_block(d: Dims) -> Shapes:
         T.ATTN_Q_NORM: (d.head_dim,),
         T.ATTN_K_NORM: (d.head_dim,),
         T.ATTN_OUT: (d.n_embd, q),
-        T.ATTN_POST_NORM: (d.n_embd,),
+        (T.ATTN_POST_NORM, ""): (d.n_embd,),  # named without `.weight`, as its loader and converter do
         T.FFN_NORM: (d.n_embd,),
-        T.FFN_POST_NORM: (d.n_embd,),
+        (T.FFN_POST_NORM, ""): (d.n_embd,),
         T.FFN_UP: (2 * d.n_ff, d.n_embd),  # gate and up fused (SwiGLU)
         T.FFN_DOWN: (d.n_embd, d.n_ff),
     }
@@ -178,7 +145,7 @@ def talkie_metadata(writer: gguf.GGUFWriter, d: Dims) -> None:
 SPECS: list[OracleFamily] = [
     OracleFamily("plamo", plamo_block),
     # its SWA layers (il % 3 != 2 by the pattern number) need no `positional`: export writes the kinds as an array
-    UnsuffixedFamily("plamo3", plamo3_block, plamo3_metadata, unsuffixed=(T.ATTN_POST_NORM, T.FFN_POST_NORM)),
+    OracleFamily("plamo3", plamo3_block, plamo3_metadata),
     OracleFamily("qwen", qwen_block, dims=Dims(n_head_kv=4)),  # its fused QKV is 3 x n_embd: no GQA
     OracleFamily("qwen2vl", lambda d: biased(attention(d), T.ATTN_Q, T.ATTN_K, T.ATTN_V) | dense_ffn(d), mrope_metadata),
     OracleFamily("qwen3vl", lambda d: attention(d) | qk_norms(d) | dense_ffn(d), mrope_metadata),

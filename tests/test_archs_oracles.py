@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_archs_tiny import stock_logits
+from test_archs_tiny import assert_identity_is_stock, stock_logits
 from test_export import exported_matches, patched_logits
 from test_runtime_tiny import TOKENS
 from tiny_llama import assert_plans_differ, chunked_logits, relative_error
 from tiny_oracle_archs import ORACLE_FAMILIES
 
-from painters_gguf import export, variants
+from painters_gguf import export
 from painters_gguf.errors import PlanError
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Model, plan_architectures
@@ -51,12 +51,7 @@ def test_the_library_covers_every_family_here() -> None:
 
 def test_no_plan_and_the_identity_plan_are_the_stock_library(family, stock_lib_dir: Path, tmp_path: Path) -> None:
     _, path, model = family
-    stock = stock_logits(stock_lib_dir, path, TOKENS, 128, tmp_path)
-    with model.context(n_ctx=128, threads=2) as ctx:
-        default = ctx.logits(TOKENS)
-        ctx.set_plan(variants.full(model.n_layer))
-        identity = ctx.logits(TOKENS)
-    assert np.array_equal(default, stock) and np.array_equal(identity, stock)
+    assert_identity_is_stock(model, path, stock_lib_dir, tmp_path)
 
 
 def test_plans_change_the_output(ctx_f32) -> None:

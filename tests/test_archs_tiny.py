@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
@@ -18,6 +19,9 @@ from tiny_llama import assert_continues_from_kept_state, assert_plans_differ, ch
 from painters_gguf import variants
 from painters_gguf.engine.shared_prefix import shared_steps
 from painters_gguf.plan import Plan
+
+if TYPE_CHECKING:
+    from painters_gguf.runtime import Model
 
 STOCK_SCRIPT = Path(__file__).with_name("stock_logits.py")
 
@@ -102,8 +106,8 @@ def stock_logits(stock_lib_dir: Path, model_path: Path, tokens: list[int], n_ctx
     return np.load(out)
 
 
-def test_identity_plan_is_bitwise_the_stock_library(family, stock_lib_dir: Path, tmp_path: Path) -> None:
-    _, path, model = family
+def assert_identity_is_stock(model: Model, path: Path, stock_lib_dir: Path, tmp_path: Path) -> None:
+    """No plan and the identity plan give the unpatched library's logits, bit for bit."""
     stock = stock_logits(stock_lib_dir, path, TOKENS, 128, tmp_path)
     with model.context(n_ctx=128, threads=2) as ctx:
         default = ctx.logits(TOKENS)
@@ -111,6 +115,11 @@ def test_identity_plan_is_bitwise_the_stock_library(family, stock_lib_dir: Path,
         identity = ctx.logits(TOKENS)
     assert np.array_equal(default, stock)
     assert np.array_equal(identity, stock)
+
+
+def test_identity_plan_is_bitwise_the_stock_library(family, stock_lib_dir: Path, tmp_path: Path) -> None:
+    _, path, model = family
+    assert_identity_is_stock(model, path, stock_lib_dir, tmp_path)
 
 
 # --- sliding-window layers (gemma3, gemma2): the window, rope base and cache follow the layer ---

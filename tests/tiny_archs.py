@@ -77,6 +77,25 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
 
 
+def write_f32(
+    path: Path, arch: str, n_vocab: int, metadata: Callable[[gguf.GGUFWriter], None], tensors: dict[str, np.ndarray]
+) -> Path:
+    """A tiny random model's GGUF: F32 tensors, no tokenizer (tests pass token ids), the family's metadata."""
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_name(f"tiny-random-{arch}")
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    writer.add_vocab_size(n_vocab)
+    writer.add_tokenizer_model("no_vocab")
+    metadata(writer)
+    for name, array in tensors.items():
+        writer.add_tensor(name, array.astype(np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
 class TinyModel:
     """A family's tiny random model: weights, GGUF writer and reference forward pass."""
 
@@ -185,19 +204,7 @@ class TinyModel:
         writer.add_layer_norm_rms_eps(self.rms_eps)
 
     def write(self, path: Path) -> Path:
-        writer = gguf.GGUFWriter(str(path), self.arch)
-        writer.add_name(f"tiny-random-{self.arch}")
-        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-        writer.add_vocab_size(self.shape.n_vocab)
-        writer.add_tokenizer_model("no_vocab")  # tests pass token ids
-        self.metadata(writer)
-        for name, array in self.tensors.items():
-            writer.add_tensor(name, array.astype(np.float32))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        return path
+        return write_f32(path, self.arch, self.shape.n_vocab, self.metadata, self.tensors)
 
     # reference forward pass (float64)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import gguf
 import numpy as np
+from tiny_archs import write_f32
 
 T = gguf.MODEL_TENSOR
 
@@ -31,7 +32,7 @@ class Dims:
     n_ff_shexp: int = 48
 
 
-Shapes = dict[T | tuple[T, str], tuple[int, ...]]  # a tensor kind (its .weight) or (kind, "bias"), and its shape
+Shapes = dict[T | tuple[T, str], tuple[int, ...]]  # a tensor kind (its .weight), or (kind, "bias" or "": none), and its shape
 
 
 def default_head(d: Dims) -> Shapes:
@@ -104,13 +105,15 @@ class OracleFamily:
     chunk_tolerance: float = 1e-5  # chunked vs one-pass decoding: float32 summation order (GELU's fp16 table: more)
 
     def write(self, path: Path, seed: int = 0) -> Path:
+        dims, rng = self.dims, np.random.default_rng(seed)
+        shapes = {tensor_name(key): shape for key, shape in self.head(dims).items()}
+        for layer in range(dims.n_layer):
+            shapes |= {tensor_name(key, layer): shape for key, shape in self.block(dims).items()}
+        tensors = {name: _random(rng, name, shape) for name, shape in shapes.items()}
+        return write_f32(path, self.arch, dims.n_vocab, self.metadata, tensors)
+
+    def metadata(self, writer: gguf.GGUFWriter) -> None:
         dims = self.dims
-        rng = np.random.default_rng(seed)
-        writer = gguf.GGUFWriter(str(path), self.arch)
-        writer.add_name(f"tiny-random-{self.arch}")
-        writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-        writer.add_vocab_size(dims.n_vocab)
-        writer.add_tokenizer_model("no_vocab")  # tests pass token ids
         writer.add_context_length(dims.n_ctx)
         writer.add_embedding_length(dims.n_embd)
         writer.add_block_count(dims.n_layer)
@@ -123,26 +126,18 @@ class OracleFamily:
         writer.add_rope_freq_base(10000.0)
         writer.add_layer_norm_rms_eps(1e-5)
         self.extra_metadata(writer, dims)
-        tensors = {tensor_name(key): shape for key, shape in self.head(dims).items()}
-        for layer in range(dims.n_layer):
-            tensors |= {tensor_name(key, layer): shape for key, shape in self.block(dims).items()}
-        for name, shape in tensors.items():
-            if len(shape) == 1:  # norms near 1; biases (and the shared expert's gate) small
-                small = name.endswith(".bias") or "gate_inp" in name
-                array = (0.1 * rng.standard_normal(shape)) + (0.0 if small else 1.0)
-            else:
-                array = rng.standard_normal(shape) / np.sqrt(shape[-1])
-            writer.add_tensor(name, array.astype(np.float32))
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_tensors_to_file()
-        writer.close()
-        return path
+
+
+def _random(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    if len(shape) == 1:  # norms near 1; biases (and the shared expert's gate) small
+        small = name.endswith(".bias") or "gate_inp" in name
+        return (0.1 * rng.standard_normal(shape)) + (0.0 if small else 1.0)
+    return rng.standard_normal(shape) / np.sqrt(shape[-1])
 
 
 def tensor_name(key: T | tuple[T, str], layer: int | None = None) -> str:
     kind, suffix = key if isinstance(key, tuple) else (key, "weight")
-    return gguf.TENSOR_NAMES[kind].format(bid=layer) + "." + suffix
+    return gguf.TENSOR_NAMES[kind].format(bid=layer) + (f".{suffix}" if suffix else "")
 
 
 FAMILIES_HERE = (
