@@ -77,6 +77,21 @@ def gelu_tanh(x: np.ndarray) -> np.ndarray:
     return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
 
 
+def shape_metadata(writer: gguf.GGUFWriter, s: Shape, *, n_rot: int, rope_base: float, rms_eps: float) -> None:
+    """The hyperparameters every family's loader reads."""
+    writer.add_context_length(s.n_ctx)
+    writer.add_embedding_length(s.n_embd)
+    writer.add_block_count(s.n_layer)
+    writer.add_feed_forward_length(s.n_ff)
+    writer.add_head_count(s.n_head)
+    writer.add_head_count_kv(s.n_head_kv)
+    writer.add_key_length(s.head_dim)
+    writer.add_value_length(s.head_dim)
+    writer.add_rope_dimension_count(n_rot)
+    writer.add_rope_freq_base(rope_base)
+    writer.add_layer_norm_rms_eps(rms_eps)
+
+
 def write_f32(
     path: Path, arch: str, n_vocab: int, metadata: Callable[[gguf.GGUFWriter], None], tensors: dict[str, np.ndarray]
 ) -> Path:
@@ -190,18 +205,7 @@ class TinyModel:
     # GGUF
 
     def metadata(self, writer: gguf.GGUFWriter) -> None:
-        s = self.shape
-        writer.add_context_length(s.n_ctx)
-        writer.add_embedding_length(s.n_embd)
-        writer.add_block_count(s.n_layer)
-        writer.add_feed_forward_length(s.n_ff)
-        writer.add_head_count(s.n_head)
-        writer.add_head_count_kv(s.n_head_kv)
-        writer.add_key_length(s.head_dim)
-        writer.add_value_length(s.head_dim)
-        writer.add_rope_dimension_count(self.n_rot)
-        writer.add_rope_freq_base(self.rope_base)
-        writer.add_layer_norm_rms_eps(self.rms_eps)
+        shape_metadata(writer, self.shape, n_rot=self.n_rot, rope_base=self.rope_base, rms_eps=self.rms_eps)
 
     def write(self, path: Path) -> Path:
         return write_f32(path, self.arch, self.shape.n_vocab, self.metadata, self.tensors)

@@ -11,21 +11,15 @@ from pathlib import Path
 
 import gguf
 import numpy as np
-from tiny_archs import write_f32
+from tiny_archs import Shape, shape_metadata, write_f32
 
 T = gguf.MODEL_TENSOR
 
 
 @dataclasses.dataclass(frozen=True)
-class Dims:
-    n_layer: int = 6
-    n_embd: int = 64
-    n_head: int = 4
-    n_head_kv: int = 2
-    head_dim: int = 16
-    n_ff: int = 96
-    n_vocab: int = 97
-    n_ctx: int = 256
+class Dims(Shape):
+    """A tiny model's shape (6 layers, n_embd 64, 4 heads, 2 KV heads of 16), with its experts'."""
+
     n_expert: int = 4
     n_expert_used: int = 2
     n_ff_exp: int = 32
@@ -113,19 +107,8 @@ class OracleFamily:
         return write_f32(path, self.arch, dims.n_vocab, self.metadata, tensors)
 
     def metadata(self, writer: gguf.GGUFWriter) -> None:
-        dims = self.dims
-        writer.add_context_length(dims.n_ctx)
-        writer.add_embedding_length(dims.n_embd)
-        writer.add_block_count(dims.n_layer)
-        writer.add_feed_forward_length(dims.n_ff)
-        writer.add_head_count(dims.n_head)
-        writer.add_head_count_kv(dims.n_head_kv)
-        writer.add_key_length(dims.head_dim)
-        writer.add_value_length(dims.head_dim)
-        writer.add_rope_dimension_count(dims.head_dim)
-        writer.add_rope_freq_base(10000.0)
-        writer.add_layer_norm_rms_eps(1e-5)
-        self.extra_metadata(writer, dims)
+        shape_metadata(writer, self.dims, n_rot=self.dims.head_dim, rope_base=10000.0, rms_eps=1e-5)
+        self.extra_metadata(writer, self.dims)
 
 
 def _random(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
