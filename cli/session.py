@@ -14,6 +14,7 @@ from rich.text import Text
 
 from painters_gguf import tasks
 from painters_gguf.cli.console import err
+from painters_gguf.data import held_here
 from painters_gguf.engine import Engine
 from painters_gguf.evaluate import Evaluator, PreparedTask, prepare
 from painters_gguf.fetch import locate_model, resolve_model
@@ -34,6 +35,7 @@ class Session:
     prepared: list[PreparedTask]
     scoring: Scoring
     data: Path
+    from_store: bool = False  # a task without its benchmark files is read from the store (report)
 
     @property
     def model(self) -> Model:
@@ -45,21 +47,26 @@ class Session:
 
     def set_limit(self, limit: int | float | None) -> None:
         """Score (or show) the first `limit` documents of each task from now on."""
-        settings = self.evaluator.settings
-        self.prepared = [prepare(prep.task, self.data, limit, settings) for prep in self.prepared]
+        self.prepared = [self.prepare(prep.task, limit) for prep in self.prepared]
+
+    def prepare(self, task: tasks.base.Task, limit: int | float | None) -> PreparedTask:
+        """The task from its benchmark files; from the store alone where they are not here and the
+        command computes nothing (report), with a note."""
+        if self.from_store and not held_here(self.data, task.eval_split):
+            return self.evaluator.prepared_from_store(task, limit)
+        return prepare(task, self.data, limit, self.evaluator.settings)
 
 
-def open_session(*, default_db: Path, scoring: Scoring, vocab_only: bool = False) -> Session:
+def open_session(*, default_db: Path, scoring: Scoring, vocab_only: bool = False, from_store: bool = False) -> Session:
     """Load the model once, read the tasks, open the store (--db after the command, else the
-    one before it, else the default). With `vocab_only`, only the tokenizer is loaded."""
+    one before it, else the default). With `vocab_only`, only the tokenizer is loaded; with
+    `from_store` (a command that computes nothing), a task whose benchmark files are not here is
+    read from the store: the documents it holds."""
     from painters_gguf.engine.scoring import Scorer
 
     chosen = tasks.select(scoring.task_names)
     path, llm = load_model(scoring.model, n_gpu_layers=scoring.n_gpu_layers, vocab_only=vocab_only)
     settings = scoring.settings().for_model(llm.arch, llm.n_layer)
-    with err.status("reading the tasks ..."):
-        data = data_dir(scoring.data)
-        prepared = [prepare(task, data, scoring.limit, settings) for task in chosen]
     scorer = Scorer(
         llm,
         n_ctx=settings.n_ctx,
@@ -70,7 +77,15 @@ def open_session(*, default_db: Path, scoring: Scoring, vocab_only: bool = False
     )
     store = Store(store_path(default_db, scoring))
     atexit.register(store.close)  # its `writers` row goes with the process
-    return Session(path, Evaluator(scorer, store, settings), prepared, scoring, data)
+    session = Session(path, Evaluator(scorer, store, settings), [], scoring, data_dir(scoring.data), from_store)
+    with err.status("reading the tasks ..."):
+        session.prepared = [session.prepare(task, scoring.limit) for task in chosen]
+    absent = [p.task.name for p in session.prepared if p.stored_baselines is not None]
+    if absent:
+        session.evaluator.notes.append(
+            f"{', '.join(absent)}: no benchmark file in {session.data}: shown from the store alone (the documents it holds)"
+        )
+    return session
 
 
 def store_path(default_db: Path, scoring: Scoring) -> Path:

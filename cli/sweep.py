@@ -242,7 +242,7 @@ def report(
         from painters_gguf.figures import load_similarity
 
         matrix = load_similarity(similarity)
-    session = open_session(default_db=ctx.obj.db, scoring=scoring)
+    session = open_session(default_db=ctx.obj.db, scoring=scoring, from_store=True)
     if similarity is not None and matrix is not None:
         from painters_gguf.figures import check_similarity_model
 

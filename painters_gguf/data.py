@@ -19,6 +19,12 @@ from painters_gguf.outputs import make_folder
 from painters_gguf.tasks.base import RowError, Split
 
 
+def held_here(root: Path, split: Split) -> bool:
+    """Whether the data folder holds the split's file (else `load_split` downloads it)."""
+    base = root / split.folder / split.split
+    return any(path.exists() or path.is_symlink() for path in (base.with_suffix(".jsonl"), base.with_suffix(".parquet")))
+
+
 def load_split(root: Path, split: Split, check_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
     """A split's rows, every one checked against its fields and by `check_row` (the task's own
     checks); a bad row is one error naming the file, the line and the field."""

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from painters_gguf import metrics, variants
 from painters_gguf.data import load_split
 from painters_gguf.engine.packing import PACKING
+from painters_gguf.errors import PaintersError
 from painters_gguf.plan import Plan
 from painters_gguf.requests import Generation, LoglikelihoodRequest, LoglikelihoodResult
 from painters_gguf.store import RunKey, Store
@@ -101,6 +102,7 @@ class PreparedTask:
     indices: list[int]
     contexts: dict[int, str]
     examples: list[list[dict]]  # few-shot examples of every document of the split
+    stored_baselines: dict[int, float] | None = None  # from the store alone (no data): each document's baseline
 
     def context_of(self, index: int) -> str:
         if index not in self.contexts:
@@ -124,6 +126,8 @@ class PreparedTask:
 
     @property
     def baseline(self) -> float:
+        if self.stored_baselines is not None:
+            return metrics.mean([self.stored_baselines[i] for i in self.indices])
         return metrics.mean([self.task.baseline(self.docs[i]) for i in self.indices])
 
 
@@ -253,6 +257,21 @@ class Evaluator:
             else:
                 high = middle - 1
         return low
+
+    def prepared_from_store(self, task: Task, limit: int | float | None) -> PreparedTask:
+        """What `report` needs of a task whose benchmark files are not here: the documents the
+        store holds for the full model (under these settings), each one's baseline from its stored
+        result; they can be shown, not scored."""
+        run_id = self.store.find_run(self.run_key(self.full_plan, task))
+        done = self._stored(run_id, task)[0] if run_id is not None else {}
+        if not done:
+            raise PaintersError(f"{task.name}: no benchmark file here and nothing in the store under these settings")
+        if task.name == "mmlu":
+            raise PaintersError("mmlu: report reads its subjects from its benchmark files: give --data-dir")
+        docs: list[dict] = [{} for _ in range(max(done) + 1)]
+        indices = [i for i in task.limit_indices(docs, limit) if i in done]
+        baselines = {i: task.stored_baseline(result) for i, result in done.items()}
+        return PreparedTask(task, docs, indices, {}, [[] for _ in docs], baselines)
 
     def adopt_stored_settings(self, prepared: Sequence[PreparedTask]) -> str | None:
         """When the store holds no full-model results with these settings but holds them with one

@@ -181,6 +181,27 @@ def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp
     assert "nothing complete on all documents" in unlimited.stderr and "2 of 2 points scored" in " ".join(
         unlimited.stdout.split()
     )
+    # from the store alone: no benchmark files, the same tables (each document's baseline from its stored result)
+    with_data = subprocess.run(
+        [CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    (tmp_path / "no-data").mkdir()
+    alone = subprocess.run(
+        [CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel", "--data-dir", str(tmp_path / "no-data")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert alone.stdout == with_data.stdout and "1.000" in alone.stdout
+    assert "arc_easy, winogrande: no benchmark file in" in " ".join(alone.stderr.split())
+    unscored = [CLI, "--db", str(db), "report", *common[:2], "--tasks", "lambada_openai", "--data-dir", str(tmp_path / "no-data")]
+    refused = subprocess.run(unscored, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "lambada_openai: no benchmark file here and nothing in the store" in refused.stderr
     # what the store holds, without a model or data; an empty store is one line
     listing = subprocess.run([CLI, "store", "--db", str(db)], env=env, capture_output=True, text=True, check=True)
     rows = {line.split("│")[1].strip(): line for line in listing.stdout.splitlines() if line.startswith("│")}

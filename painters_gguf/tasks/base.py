@@ -171,6 +171,10 @@ class Task:
         """Expected score of random guessing (or the majority answer) on this document."""
         return 0.0
 
+    def stored_baseline(self, result: dict) -> float:
+        """`baseline` of a document known only by its stored result (report without the data)."""
+        return 0.0
+
     def limit_indices(self, docs: Sequence[dict], limit: Limit) -> list[int]:
         """The documents a --limit run scores: the first `limit` (beyond the split size: all)."""
         return list(range(limited(len(docs), limit)))
@@ -226,3 +230,6 @@ class MultipleChoiceTask(Task):
 
     def baseline(self, doc: dict) -> float:
         return 1.0 / len(self.doc_to_choice(doc))
+
+    def stored_baseline(self, result: dict) -> float:
+        return 1.0 / len(result["loglikelihoods"])  # one per choice
