@@ -95,12 +95,14 @@ def test_chunked_decode_equals_one_pass(family, ctx_f32, text: str, chunk: int) 
     assert relative_error(chunked_logits(ctx_f32, TOKENS, chunk), whole) < ORACLE_FAMILIES[family[0]].chunk_tolerance
 
 
-def test_positional_properties_follow_the_layer(stock_lib_dir: Path, tmp_path: Path) -> None:
-    """smollm3 skips RoPE on layer 3 (every 4th, by index). Under a plan the layer keeps its kind
-    wherever it runs; the plan that swaps it with layer 2 gives other logits than the export would
-    (where stock llama.cpp gives each block its position's kind), so export refuses it by name,
-    and one that keeps every layer on a position of its kind exports exactly."""
-    path = ORACLE_FAMILIES["smollm3"].write(tmp_path / "tiny-smollm3.gguf")
+@pytest.mark.parametrize("arch", sorted(arch for arch, family in ORACLE_FAMILIES.items() if family.positional))
+def test_positional_properties_follow_the_layer(arch: str, stock_lib_dir: Path, tmp_path: Path) -> None:
+    """smollm3 and afmoe skip RoPE on layer 3 (every 4th, by index). Under a plan the layer keeps
+    its kind wherever it runs; the plan that swaps it with layer 2 gives other logits than the
+    export would (where stock llama.cpp gives each block its position's kind), so export refuses it
+    by name, and one that keeps every layer on a position of its kind exports exactly."""
+    assert ORACLE_FAMILIES[arch].positional(3) != ORACLE_FAMILIES[arch].positional(2)  # type: ignore[misc]
+    path = ORACLE_FAMILIES[arch].write(tmp_path / f"tiny-{arch}.gguf")
     moved, kept = Plan.parse("0,1,3,2,4,5"), Plan.parse("0,1,2,3,5,4")
     with (
         Model(path) as model,
