@@ -303,6 +303,47 @@ def test_near_chance_flags_a_full_model_at_its_baseline(shared_data: Path) -> No
     assert sweeps.near_chance(prep, above) is None and sweeps.near_chance(prep, None) is None
 
 
+def test_a_task_without_a_normalized_score_is_left_out_of_the_mean_and_the_figure(shared_data: Path, tmp_path: Path) -> None:
+    """WinoGrande whose full model scores exactly its baseline 0.5: no normalized score; the mean
+    is over the other tasks, a note says why, and the figure's legend names it."""
+    from painters_gguf import figures
+    from painters_gguf.evaluate import Settings, TaskScores, prepare
+    from painters_gguf.tasks import TASKS
+
+    prep = prepare(TASKS["winogrande"], shared_data, 10, Settings())
+    note = sweeps.undefined_note(prep, TaskScores(prep.task, 10, {"acc": (0.5, 0.17)}, {}))
+    assert note == (
+        "winogrande: the full model's acc 0.5000 equals the baseline 0.5000, so it has no normalized score: "
+        "left out of the mean and the figures"
+    )
+    assert sweeps.undefined_note(prep, TaskScores(prep.task, 10, {"acc": (0.6, 0.16)}, {})) is None
+    points = sweeps.grid(Variant.SKIP, 6)
+    both = {"arc_easy": 0.5, "winogrande": 0.5}
+    cells = [
+        sweeps.Cell(
+            p, {"arc_easy": 0.2 * p.n, "winogrande": None}, both, {"arc_easy": 0.1, "winogrande": None}, dict.fromkeys(both, 10)
+        )
+        for p in points
+    ]
+    assert [c.mean for c in cells] == [0.0, 0.2, 0.4]  # arc_easy's alone
+    incomplete = sweeps.Cell(points[0], {"arc_easy": 0.3, "winogrande": None}, {"arc_easy": 0.5, "winogrande": None})
+    assert incomplete.mean is None  # winogrande not scored: no mean yet
+    tasks = [TASKS["arc_easy"], TASKS["winogrande"]]
+    written, _ = figures.variant_figure(tmp_path, RunInputs(), "tiny", Variant.SKIP, cells, tasks)
+    svg = next(path for path in written if path.suffix == ".svg").read_text()
+    assert "winogrande: left out (the full model at chance: no normalized score)" in svg
+
+
+def test_the_similarity_figure_names_its_matrix_and_labels_its_scale(tmp_path: Path) -> None:
+    from painters_gguf import figures
+
+    record = figures.SimilarityRecord("m.gguf", "Tiny Model", "ab" * 32, 4, "0,3-1", 7)
+    written = figures.similarity_figure(tmp_path, RunInputs(), "-m's model", figures.Similarity(np.eye(5), record))
+    svg = next(path for path in written if path.suffix == ".svg").read_text()
+    assert "Tiny Model" in svg and "mean over 7 LAMBADA documents" in svg and "mean cosine similarity" in svg
+    assert "-m's model" not in svg
+
+
 # points on a 6-layer model with 2 seeds and iterations 2-3: N runs 0..2, single layers 0..5 (swap: 0..4)
 GRID_SIZES = {
     Variant.FULL: 1,
