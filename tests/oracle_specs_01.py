@@ -190,6 +190,8 @@ SPECS: list[OracleFamily] = [
         "deepseek",
         lambda d: attention(d) | experts(d, d.n_ff_exp) | shared_ffn(d, d.n_ff_exp),
         deepseek_metadata,
+        n_dense_lead=1,  # as deepseek-moe-16b: the first block dense, the rest MoE
+        leading=lambda d: attention(d) | dense_ffn(d),
     ),
     OracleFamily(
         "dots1",
@@ -202,6 +204,8 @@ SPECS: list[OracleFamily] = [
         ),
         dots1_metadata,
         dims=Dims(n_head_kv=4),  # its loader sizes K and V by n_head: no grouped-query attention
+        n_dense_lead=1,  # as dots.llm1: the first block dense
+        leading=lambda d: attention(d) | qk_norm(d) | dense_ffn(d),
     ),
     OracleFamily(
         "ernie4_5-moe",

@@ -61,16 +61,21 @@ def test_plans_change_the_output(ctx_f32) -> None:
 
 def test_sequential_plans_are_stock_llama_cpp_on_their_export(family, stock_lib_dir: Path, tmp_path: Path) -> None:
     arch, path, _ = family
-    positional = ORACLE_FAMILIES[arch].positional
-    for text in SEQUENTIAL if positional is None else [kind_keeping(positional, 6)]:
+    spec = ORACLE_FAMILIES[arch]
+    plain = spec.positional is None and not spec.n_dense_lead
+    for text in SEQUENTIAL if plain else [kind_keeping(spec.kind, 6), *[t for t in SEQUENTIAL if keeps_kinds(spec.kind, t)]]:
         exported_matches(path, text, TOKENS, stock_lib_dir, tmp_path)
 
 
-def kind_keeping(positional: Callable[[int], bool], n_layer: int) -> str:
+def keeps_kinds(kind: Callable[[int], object], text: str) -> bool:
+    return all(kind(layer[0]) == kind(i) for i, layer in enumerate(Plan.parse(text).executions()))
+
+
+def kind_keeping(kind: Callable[[int], object], n_layer: int) -> str:
     """A reorder that keeps every layer on a position of its kind: each kind's layers backwards."""
     order = list(range(n_layer))
-    for kind in (True, False):
-        where = [i for i in order if positional(i) == kind]
+    for value in {kind(i) for i in order}:
+        where = [i for i in order if kind(i) == value]
         for position, layer in zip(where, reversed(where), strict=True):
             order[position] = layer
     return ",".join(map(str, order))
@@ -164,3 +169,16 @@ def test_refused_families_say_why() -> None:
 
     assert "recurrent" in (refusal("jamba") or "") and "MLA" in (refusal("deepseek2") or "")
     assert "KV shared across layers" in (refusal("gemma3n") or "") and refusal("qwen3moe") is None
+
+
+@pytest.mark.parametrize("arch", sorted(arch for arch, family in ORACLE_FAMILIES.items() if family.n_dense_lead))
+def test_a_dense_layer_runs_anywhere_but_exports_only_in_place(arch: str, tmp_path: Path) -> None:
+    """deepseek and dots1 with a leading dense block: under a plan it runs after the MoE layers, and
+    repeated (its own FFN, by its own index); export refuses to move it (stock llama.cpp would look
+    for MoE tensors there)."""
+    path = ORACLE_FAMILIES[arch].write(tmp_path / f"tiny-{arch}.gguf")
+    with Model(path) as model:
+        with pytest.raises(PlanError, match="layer 1 would stand as block 0, where stock llama.cpp decides a dense or an MoE"):
+            export.export(model, Plan.parse("1,0,2-5"), tmp_path / "moved.gguf")
+        with model.context(n_ctx=128, n_batch=64, kv_type="f32", flash_attn="off") as ctx:
+            assert_plans_differ(ctx, ["0-5", "1-5,0", "0x3,1-5", "{0,1},2-5"], TOKENS)

@@ -97,18 +97,27 @@ class OracleFamily:
     dims: Dims = Dims()
     head: Callable[[Dims], Shapes] = default_head  # the tensors outside the blocks
     chunk_tolerance: float = 1e-5  # chunked vs one-pass decoding: float32 summation order (GELU's fp16 table: more)
+    n_dense_lead: int = 0  # leading dense blocks (leading_dense_block_count), their tensors from `leading`
+    leading: Callable[[Dims], Shapes] | None = None
+
+    def kind(self, layer: int) -> tuple[bool, bool]:
+        """What llama.cpp derives from a layer's index: its positional property, dense or MoE."""
+        return (self.positional(layer) if self.positional else True, layer < self.n_dense_lead)
 
     def write(self, path: Path, seed: int = 0) -> Path:
         dims, rng = self.dims, np.random.default_rng(seed)
         shapes = {tensor_name(key): shape for key, shape in self.head(dims).items()}
         for layer in range(dims.n_layer):
-            shapes |= {tensor_name(key, layer): shape for key, shape in self.block(dims).items()}
+            block = self.leading if layer < self.n_dense_lead and self.leading else self.block
+            shapes |= {tensor_name(key, layer): shape for key, shape in block(dims).items()}
         tensors = {name: _random(rng, name, shape) for name, shape in shapes.items()}
         return write_f32(path, self.arch, dims.n_vocab, self.metadata, tensors)
 
     def metadata(self, writer: gguf.GGUFWriter) -> None:
         shape_metadata(writer, self.dims, n_rot=self.dims.head_dim, rope_base=10000.0, rms_eps=1e-5)
         self.extra_metadata(writer, self.dims)
+        if self.n_dense_lead:
+            writer.add_leading_dense_block_count(self.n_dense_lead)
 
 
 def _random(rng: np.random.Generator, name: str, shape: tuple[int, ...]) -> np.ndarray:
