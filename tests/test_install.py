@@ -88,3 +88,17 @@ def test_cli_without_llama_cpp_python(tmp_path: Path, tiny_gguf: Path) -> None:
             "run `python patches/build_wheel.py`"
         ], args
     assert list(tmp_path.iterdir()) == [tmp_path / "llama_cpp.py"]  # nothing written
+
+
+def test_every_module_imports_on_its_own() -> None:
+    """Each library module in a fresh interpreter: an import cycle that the order of a test run
+    hides (engine/__init__ and evaluate) shows here."""
+    import pkgutil
+
+    import painters_gguf
+
+    names = [m.name for m in pkgutil.walk_packages(painters_gguf.__path__, "painters_gguf.")]
+    code = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)"
+    for name in names:  # one interpreter each: what is imported first decides whether a cycle breaks
+        result = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, f"{name}: {result.stderr.strip().splitlines()[-1:]}"

@@ -23,12 +23,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
 from painters_gguf.plan import Plan
 
+if TYPE_CHECKING:  # evaluate imports engine.packing, which runs this file first
+    from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
+
 # which progress callback each (plan, task) reports to
-ProgressFor = Callable[[Plan, PreparedTask], Progress]
+ProgressFor = Callable[[Plan, "PreparedTask"], "Progress"]
 
 
 def no_progress(plan: Plan, prepared: PreparedTask) -> Progress:
