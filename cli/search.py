@@ -11,7 +11,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from painters_gguf import outputs, sweeps, tasks
-from painters_gguf.candidates import measure_influence
+from painters_gguf.candidates import measure_proxies
 from painters_gguf.cli.console import err, out, print_notes, untrusted
 from painters_gguf.cli.options import Scoring, with_scoring_options
 from painters_gguf.cli.render import fmt, number
@@ -145,8 +145,8 @@ def search(
         seed=seed,
         exportable=exportable,
     )
-    with err.status("block influence of every layer (one pass of the full model) ..."):
-        influence = measure_influence(session.evaluator, session.prepared)
+    with err.status("block influence and angular distances of the layers (one pass of the full model) ..."):
+        proxies = measure_proxies(session.evaluator, session.prepared)
     with progress_bar() as bar:
         job = bar.add_task("search (documents, estimated total)", total=runner.estimated_documents())
 
@@ -156,7 +156,7 @@ def search(
 
         scores.progress = advance
         runner.leaderboard = leaderboard(bar, n_layer)
-        found = runner.run(influence)
+        found = runner.run(proxies)
         bar.update(job, total=bar.tasks[job].completed)
     names = [prep.task.name for prep in session.prepared]
     out.print(found_table(found, n_layer, names, held_out))

@@ -1,8 +1,10 @@
-"""The search space of `painters-gguf search` and its one-pass proxy.
+"""The search space of `painters-gguf search` and its one-pass proxies.
 
 A `Candidate` is a set of dropped layers, one contiguous block run a second time (RYS) and pairs of
-adjacent layers run in parallel; its neighbours are one change away. Block influence (ShortGPT:
-1 - cos(input, output) of each layer over the full model's pass) ranks the layers to drop.
+adjacent layers run in parallel; its neighbours are one change away. Two proxies from one pass of
+the full model: block influence (ShortGPT: 1 - cos(input, output) of each layer, over tokens) ranks
+the layers to drop; the angular distance between hidden states at the last token (Gromov et al.,
+"The Unreasonable Ineffectiveness of the Deeper Layers") picks the contiguous block to drop.
 """
 
 from __future__ import annotations
@@ -104,9 +106,25 @@ def block_influence(states: Sequence[np.ndarray]) -> np.ndarray:
     return np.array(influence)
 
 
-def measure_influence(evaluator: Evaluator, prepared: Sequence[PreparedTask]) -> np.ndarray:
-    """Block influence of every layer of the full model, averaged over the first PROXY_DOCUMENTS
-    search items' prompts of each task (one pass each, the hidden states read by the eval callback)."""
+def last_token_angles(states: Sequence[np.ndarray]) -> np.ndarray:
+    """The angular distance arccos(cos) / pi between every pair of hidden states (the embedding
+    output and each layer's) at the last token: (n_layer + 1) x (n_layer + 1)."""
+    last = np.array([state[-1].astype(np.float64) for state in states])
+    unit = last / (np.linalg.norm(last, axis=1, keepdims=True) + 1e-12)
+    return np.arccos(np.clip(unit @ unit.T, -1.0, 1.0)) / np.pi
+
+
+@dataclasses.dataclass(frozen=True)
+class Proxies:
+    """What one pass of the full model says about its layers, averaged over documents."""
+
+    influence: np.ndarray  # per layer: block influence
+    angular: np.ndarray  # state i to state j: angular distance at the last token (state 0: the embedding)
+
+
+def measure_proxies(evaluator: Evaluator, prepared: Sequence[PreparedTask]) -> Proxies:
+    """Both proxies of the full model, averaged over the first PROXY_DOCUMENTS search items'
+    prompts of each task (one pass each, the hidden states read by the eval callback)."""
     from painters_gguf.similarity import capture
 
     model, settings = evaluator.model, evaluator.settings
@@ -118,9 +136,11 @@ def measure_influence(evaluator: Evaluator, prepared: Sequence[PreparedTask]) ->
     documents = [tokens for tokens in documents if tokens]
     if not documents:
         raise PaintersError("the search items' prompts are empty: nothing to measure block influence on")
-    total = np.zeros(model.n_layer)
+    influence, angular = np.zeros(model.n_layer), np.zeros((model.n_layer + 1, model.n_layer + 1))
     n_ctx = max(len(tokens) for tokens in documents)
     with model.context(n_ctx=n_ctx, n_batch=n_ctx, threads=evaluator.scorer.threads) as ctx:  # one pass each
         for tokens in documents:
-            total += block_influence(capture(ctx, evaluator.full_plan, tokens))
-    return total / len(documents)
+            states = capture(ctx, evaluator.full_plan, tokens)
+            influence += block_influence(states)
+            angular += last_token_angles(states)
+    return Proxies(influence / len(documents), angular / len(documents))

@@ -3,16 +3,17 @@ most budget x the full model's block executions per token (above 1, repeats are 
 
 Candidates are skips of any layer set, one repeated contiguous block, and pairs of adjacent layers
 run in parallel. The strategy, every score read from (and written to) the results store:
-1. a one-pass proxy from the full model, block influence (ShortGPT: 1 - cos(input, output) of
-   each layer, averaged over tokens), seeds the first candidates with the paper's skip, contiguous
-   drops and random drops;
+1. one-pass proxies from the full model, block influence (ShortGPT: 1 - cos(input, output) of
+   each layer, averaged over tokens) and the angular distance of hidden states (Gromov et al.),
+   seed the first candidates with the paper's skip, contiguous drops and random drops;
 2. successive halving over items: every candidate on a few search items, the best third on three
    times as many, and so on up to all search items;
 3. a beam search around the best: each plan's neighbours (a dropped layer moved by one, the
    repeated block grown, shrunk or shifted, a parallel pair toggled) halved the same way.
-Baselines at the same budget: the paper's skip at the matching N, block-influence pruning, and
-random search given the documents the search scored. The finalists and baselines are then scored
-on held-out items, disjoint from the search items, with standard errors.
+Baselines at the same budget: the paper's skip at the matching N, block-influence pruning, the
+contiguous block of the smallest angular distance, and random search given the documents the
+search scored. The finalists and baselines are then scored on held-out items, disjoint from the
+search items, with standard errors.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterable, Sequence
 import numpy as np
 
 from painters_gguf import metrics, variants
-from painters_gguf.candidates import Candidate
+from painters_gguf.candidates import Candidate, Proxies
 from painters_gguf.engine import Engine
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
@@ -179,7 +180,7 @@ class Found:
     max_slots: int
     influence: list[float]
     search: list[Entry]  # the final beam, best first
-    baselines: dict[str, Plan]  # name -> plan: paper skip, block influence, random search, full model
+    baselines: dict[str, Plan]  # name -> plan: paper skip, block influence, angular distance, random search, full model
     held_out: dict[str, tuple[Plan, Score]]  # label -> (plan, held-out score), finalists and baselines
     search_documents: int
     random_documents: int
@@ -271,6 +272,15 @@ class Search:
         n = (self.n_layer - 1 - self.n_dropped) // 2
         return Candidate(dropped=frozenset(variants.middle(self.n_layer, n)))
 
+    def angular_pruning(self, angular: np.ndarray) -> Candidate:
+        """Drop the contiguous block whose input and output are closest in angle at the last token
+        (Gromov et al.: the smallest d(l, l + n) over l; the first of equals)."""
+        n = self.n_dropped
+        if n == 0:
+            return Candidate()
+        first = min(range(self.n_layer - n + 1), key=lambda layer: (float(angular[layer, layer + n]), layer))
+        return Candidate(dropped=frozenset(range(first, first + n)))
+
     def influence_pruning(self, influence: np.ndarray) -> Candidate:
         """Drop the layers whose output is most like their input (the lowest block influence)."""
         order = sorted(range(self.n_layer), key=lambda layer: (influence[layer], layer))
@@ -291,10 +301,11 @@ class Search:
             repeat = (first, first + length - 1)
         return Candidate(dropped=dropped, repeat=repeat)
 
-    def first_candidates(self, influence: np.ndarray) -> list[Candidate]:
+    def first_candidates(self, proxies: Proxies) -> list[Candidate]:
         """Baselines, contiguous drops (or repeats), proxy-weighted and uniform random drops, and a
         few with a parallel pair; every subset when the space is smaller than the pool."""
-        pool = [self.paper_skip(), self.influence_pruning(influence), Candidate()]
+        influence = proxies.influence
+        pool = [self.paper_skip(), self.influence_pruning(influence), self.angular_pruning(proxies.angular), Candidate()]
         d, room = self.n_dropped, self.repeat_room
         if d and math.comb(self.n_layer, d) <= self.n_candidates:
             pool += [Candidate(dropped=frozenset(c)) for c in itertools.combinations(range(self.n_layer), d)]
@@ -321,7 +332,7 @@ class Search:
                 unique.setdefault(candidate)
         chosen = list(unique)
         if len(chosen) > self.n_candidates:  # keep the baselines, sample the rest
-            chosen = chosen[:3] + self.rng.sample(chosen[3:], self.n_candidates - 3)
+            chosen = chosen[:4] + self.rng.sample(chosen[4:], self.n_candidates - 4)
         return chosen
 
     # --- scoring ---
@@ -351,8 +362,8 @@ class Search:
             alive = [e.candidate for e in ranked[: max(self.beam, math.ceil(len(ranked) / ETA))]]
         raise AssertionError("no rungs")
 
-    def run(self, influence: np.ndarray) -> Found:
-        ranked = self.halving(self.first_candidates(influence), "halving")
+    def run(self, proxies: Proxies) -> Found:
+        ranked = self.halving(self.first_candidates(proxies), "halving")
         beam = ranked[: self.beam]
         seen = {e.candidate for e in ranked}
         for round_ in range(self.rounds):
@@ -373,7 +384,8 @@ class Search:
         random_best, random_documents = self.random_search(search_documents)
         baselines = {
             "paper skip": self.paper_skip().plan(self.n_layer),
-            "block influence": self.influence_pruning(influence).plan(self.n_layer),
+            "block influence": self.influence_pruning(proxies.influence).plan(self.n_layer),
+            "angular distance": self.angular_pruning(proxies.angular).plan(self.n_layer),
             "random search": random_best.plan,
             "full model": Candidate().plan(self.n_layer),
         }
@@ -393,7 +405,7 @@ class Search:
         return Found(
             self.budget,
             self.max_slots,
-            [float(v) for v in influence],
+            [float(v) for v in proxies.influence],
             beam,
             baselines,
             {label: (plan, held[plan]) for label, plan in labelled.items()},

@@ -17,7 +17,7 @@ from test_eval_cli import CLI, run_cli
 from tiny_llama import TinyConfig, Vocab, random_weights, write_gguf
 
 from painters_gguf import variants
-from painters_gguf.candidates import Candidate, block_influence, measure_influence
+from painters_gguf.candidates import Candidate, block_influence, last_token_angles, measure_proxies
 from painters_gguf.engine.scoring import Scorer
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, TaskScores, prepare
@@ -86,6 +86,23 @@ def test_rungs() -> None:
     assert _rungs(8, 60) == [8, 24, 60]
     assert _rungs(8, 72) == [8, 24, 72]
     assert _rungs(4, 4) == [4]
+
+
+def test_angular_distance_and_its_block_by_hand() -> None:
+    """Gromov et al.: the contiguous block of n layers whose input and output are closest in angle
+    at the last token is the one to drop."""
+    e0, e1 = np.array([[9.0, 9.0], [1.0, 0.0]]), np.array([[9.0, 9.0], [0.0, 1.0]])
+    angles = last_token_angles([e0, e1, e0])  # last tokens: x, y (90 degrees from x), x
+    assert np.allclose(angles, [[0, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0]], atol=1e-6)  # arccos near 1: sqrt of rounding
+    search = Search.__new__(Search)
+    search.n_layer, search.max_slots = 6, 4  # drop 2
+    angular = np.full((7, 7), 0.4)
+    angular[3, 5] = angular[1, 3] = 0.1  # layers 3-4 and 1-2 equally close: the first wins
+    assert search.angular_pruning(angular).dropped == {1, 2}
+    angular[1, 3] = 0.2
+    assert search.angular_pruning(angular).dropped == {3, 4}
+    search.max_slots = 6
+    assert search.angular_pruning(angular) == Candidate()
 
 
 def test_block_influence_by_hand() -> None:
@@ -170,7 +187,7 @@ def run_search(
     scores = Scores(ev, prepared, 16, 16, progress=read.append if read is not None else lambda n: None)
     search = Search(scores, model.n_layer, budget, candidates=8, beam=2, rounds=4, first_items=4, seed=1, exportable=exportable)
     try:
-        return search.run(measure_influence(ev, prepared)), scores
+        return search.run(measure_proxies(ev, prepared)), scores
     finally:
         ev.store.close()
 
