@@ -31,7 +31,6 @@ import re
 import sys
 import tarfile
 import types
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,6 @@ HERE = Path(__file__).resolve().parent
 LISTED = HERE / "blockified-families.txt"
 SRC = "vendor/llama.cpp/src"
 ARCHS_INC = f"{SRC}/llama-layer-plan-archs.inc"  # the generated families' LLM_ARCH_ values, in the covered list
-Read = Callable[[str], str]  # a file of the tree by its path under llama_cpp_python-<version>/
 
 
 def _architectures() -> types.ModuleType:
@@ -69,37 +67,37 @@ class Family:
     path: str  # its graph, vendor/llama.cpp/src/models/<file>.cpp
 
 
-def sdist_reader(sdist: Path) -> Read:
-    """The pristine files of the pinned sdist."""
-    tar = tarfile.open(sdist)
-    return lambda path: tar.extractfile(f"llama_cpp_python-{VERSION}/{path}").read().decode()  # type: ignore[union-attr]
-
-
-def tree_reader(tree: Path) -> Read:
-    return lambda path: (tree / path).read_text()
-
-
-def families(read: Read, models: list[str]) -> list[Family]:
-    """Every architecture llama.cpp maps to a model class, with the file of that class's graph
-    (`models`: the graph files' names)."""
-    names = dict(re.findall(r"\{\s*(LLM_ARCH_\w+),\s*\"([^\"]+)\"\s*\}", read(f"{SRC}/llama-arch.cpp")))
-    texts = {name: read(f"{SRC}/models/{name}") for name in models}
-    found = []
-    for cases, model_class in re.findall(
-        r"((?:\s*case LLM_ARCH_\w+:)+)\s*return new (llama_model_\w+)\(", read(f"{SRC}/llama-model.cpp")
-    ):
-        constructor = re.compile(re.escape(model_class) + r"::graph(?:<\w+>)?::graph\(")
-        graphs = [name for name, text in texts.items() if constructor.search(text)]
-        for enum in re.findall(r"LLM_ARCH_\w+", cases):
-            if enum in names and len(graphs) == 1:
-                found.append(Family(names[enum], enum, f"{SRC}/models/{graphs[0]}"))
+def sdist_sources(sdist: Path) -> dict[str, str]:
+    """The pristine files blockify reads (the architectures' names, the model mapping, every
+    graph), by their paths under llama_cpp_python-<version>/, in one pass over the sdist (a
+    compressed tar read member by member would be decompressed again for each)."""
+    prefix = f"llama_cpp_python-{VERSION}/"
+    wanted = {f"{SRC}/llama-arch.cpp", f"{SRC}/llama-model.cpp"}
+    found = {}
+    with tarfile.open(sdist) as tar:
+        for member in tar:
+            path = member.name.removeprefix(prefix)
+            if path in wanted or (path.startswith(f"{SRC}/models/") and path.endswith(".cpp")):
+                file = tar.extractfile(member)
+                assert file is not None, path
+                found[path] = file.read().decode()
     return found
 
 
-def model_files(sdist: Path) -> list[str]:
-    with tarfile.open(sdist) as tar:
-        prefix = f"llama_cpp_python-{VERSION}/{SRC}/models/"
-        return sorted(m.name[len(prefix) :] for m in tar.getmembers() if m.name.startswith(prefix) and m.name.endswith(".cpp"))
+def families(sources: dict[str, str]) -> list[Family]:
+    """Every architecture llama.cpp maps to a model class, with the file of that class's graph."""
+    names = dict(re.findall(r"\{\s*(LLM_ARCH_\w+),\s*\"([^\"]+)\"\s*\}", sources[f"{SRC}/llama-arch.cpp"]))
+    graphs_by_path = {path: text for path, text in sorted(sources.items()) if path.startswith(f"{SRC}/models/")}
+    found = []
+    for cases, model_class in re.findall(
+        r"((?:\s*case LLM_ARCH_\w+:)+)\s*return new (llama_model_\w+)\(", sources[f"{SRC}/llama-model.cpp"]
+    ):
+        constructor = re.compile(re.escape(model_class) + r"::graph(?:<\w+>)?::graph\(")
+        graphs = [path for path, text in graphs_by_path.items() if constructor.search(text)]
+        for enum in re.findall(r"LLM_ARCH_\w+", cases):
+            if enum in names and len(graphs) == 1:
+                found.append(Family(names[enum], enum, graphs[0]))
+    return found
 
 
 def listed() -> list[str]:
@@ -164,8 +162,8 @@ def generated_patch(sdist: Path, archs: list[str]) -> bytes:
     """A unified diff (for `patch -p1`) that transforms the families' graphs from the pristine
     sdist and writes their LLM_ARCH_ values into the covered list; one line of error per family
     that does not transform (SystemExit)."""
-    read = sdist_reader(sdist)
-    known = {family.arch: family for family in families(read, model_files(sdist))}
+    sources = sdist_sources(sdist)
+    known = {family.arch: family for family in families(sources)}
     unknown = [arch for arch in archs if arch not in known]
     if unknown:
         sys.exit(f"blockify: llama.cpp {VERSION} has no architecture {', '.join(unknown)} with one graph of its own")
@@ -178,7 +176,7 @@ def generated_patch(sdist: Path, archs: list[str]) -> bytes:
         if family.path in done:  # a graph several families share is transformed once
             continue
         done.add(family.path)
-        before = read(family.path)
+        before = sources[family.path]
         try:
             after = blockify(before)
         except ValueError as err:
@@ -221,12 +219,12 @@ def main() -> None:
 def statuses(sdist: Path) -> list[tuple[Family, str]]:
     """Every family with what becomes of it: covered (by hand, generated), refused (why),
     transformable, or by hand (why the transformation does not take it)."""
-    read = sdist_reader(sdist)
+    sources = sdist_sources(sdist)
     hand_list = (HERE / f"llama-cpp-python-{VERSION}-layer-plan.patch").read_text().split("LLAMA_LAYER_PLAN_ARCHS[]", 1)[1]
     by_hand = re.findall(r"LLM_ARCH_\w+", hand_list.split("};", 1)[0])
     generated = set(listed())
     found = []
-    for family in sorted(families(read, model_files(sdist)), key=lambda f: f.arch):
+    for family in sorted(families(sources), key=lambda f: f.arch):
         if family.enum in by_hand:
             status = "covered (edited by hand)"
         elif family.arch in generated:
@@ -235,7 +233,7 @@ def statuses(sdist: Path) -> list[tuple[Family, str]]:
             status = f"refused: {reason}"
         else:
             try:
-                blockify(read(family.path))
+                blockify(sources[family.path])
                 status = "transformable"
             except ValueError as err:
                 status = f"by hand: {err}"
