@@ -215,10 +215,15 @@ def _variant(name: Variant | str) -> Variant:
         raise PlanError(f"unknown plan variant {name!r}: use one of {names}, or a plan text") from None
 
 
+def is_plan_text(spec: str) -> bool:
+    """A plan text starts with a layer id or a parallel group; a variant's name with a letter."""
+    return bool(spec) and (spec[0].isdigit() or spec[0] == "{")
+
+
 def resolve(spec: str, n_layer: int, n: int = 0, *, seed: int = 0, iters: int = 3) -> Plan:
     """A variant name (with N, seed, iterations) or a plan text, checked against the model."""
     spec = spec.strip()
-    if spec and (spec[0].isdigit() or spec[0] == "{"):
+    if is_plan_text(spec):
         return Plan.parse(spec).check(n_layer)
     return make(spec, n_layer, n, seed=seed, iters=iters)
 
@@ -227,7 +232,7 @@ def label(spec: str, n: int = 0, *, seed: int = 0, iters: int = 3) -> str:
     """A short name for file names: the variant with the settings it uses (random-n3-seed3), or
     plan-<8 hex digits of the plan text's sha256> for a plan text. Needs no model."""
     spec = spec.strip()
-    if spec and (spec[0].isdigit() or spec[0] == "{"):
+    if is_plan_text(spec):
         return "plan-" + hashlib.sha256(Plan.parse(spec).text.encode()).hexdigest()[:8]
     variant = _variant(spec)
     found = VARIANTS[variant]
