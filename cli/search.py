@@ -168,7 +168,7 @@ def search(
         out.print(untrusted(line), soft_wrap=True)
     notes = session.evaluator.notes
     for prep, full in scores.held_out_reference:  # the held-out items' full model near chance: its rows are noise
-        notes += [note for check in (sweeps.undefined_note, sweeps.near_chance) if (note := check(prep, full))][:1]
+        notes += [note] if (note := sweeps.full_model_note(prep, full)) else []
     print_notes(notes)
     if json_path is not None:
         outputs.write_text(json_path, [outputs.dumps(as_json(found, n_layer), indent=2)])

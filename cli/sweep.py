@@ -186,10 +186,8 @@ def _show(session: Session, cells: Cells, full: FullScores) -> None:
         if len(summary) > 1:  # a comparison needs two complete grids
             out.print(summary_table(summary))
     for prep in session.prepared:
-        for check in (sweeps.undefined_note, sweeps.near_chance):
-            if (warning := check(prep, full[prep.task.name])) is not None:
-                notes.append(warning)
-                break
+        if (warning := sweeps.full_model_note(prep, full[prep.task.name])) is not None:
+            notes.append(warning)
     print_notes(notes)
 
 

@@ -192,6 +192,12 @@ def undefined_note(prep: PreparedTask, full: TaskScores | None) -> str | None:
     )
 
 
+def full_model_note(prep: PreparedTask, full: TaskScores | None) -> str | None:
+    """What a table of normalized scores should say of the task's full model: no normalized score
+    at all, or one that is noise (`undefined_note`, else `near_chance`)."""
+    return undefined_note(prep, full) or near_chance(prep, full)
+
+
 def near_chance(prep: PreparedTask, full: TaskScores | None) -> str | None:
     """A warning when the full model is within two standard errors of the task's baseline: its
     normalized scores then divide by about zero and are noise (e.g. WinoGrande on a 135M model)."""
