@@ -131,31 +131,18 @@ def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp
     env = dict(os.environ, PAINTERS_GGUF_DATA=str(shared_data), COLUMNS="200")
     db = tmp_path / "r.db"
     common = ["-m", str(tiny_bpe_model.path), "--tasks", "arc_easy,winogrande", "--limit", "8"]
-    before = subprocess.run(
-        [CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+
+    def cli(*args: str, store: Path = db, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([CLI, "--db", str(store), *args], env=env, capture_output=True, text=True, check=check)
+
+    before = cli("report", *common, "--variant", "skip,parallel")
     # nothing stored yet: no scores, and nothing written (report computes and writes nothing)
     assert "1.000" not in before.stdout
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 0
-    subprocess.run(
-        [CLI, "--db", str(db), "sweep", *common, "--variant", "skip,parallel", "--threads", "2"],
-        env=env,
-        check=True,
-        capture_output=True,
-    )
+    cli("sweep", *common, "--variant", "skip,parallel", "--threads", "2")
     plots = tmp_path / "figs"
-    after = subprocess.run(
-        [CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel", "--plot", str(plots)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    after = cli("report", *common, "--variant", "skip,parallel", "--plot", str(plots))
     # after the sweep: parallel at N=1 on 4 layers (M=1) is the full model
     shown = " ".join(after.stdout.split())  # titles wrap to their table's width
     assert "all variants" in shown and "1.000" in shown and "2 of 2 points scored" in shown
@@ -163,66 +150,37 @@ def test_report_reads_the_store_and_plots(tiny_bpe_model, shared_data: Path, tmp
         assert (plots / f"{stem}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (plots / f"{stem}.svg").read_text().lstrip().startswith("<?xml")
     # other flags than the sweep's: the store's settings, and a word why
-    other = subprocess.run(
-        [CLI, "--db", str(db), "report", *common, "--variant", "skip", "--batch-size", "128"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    other = cli("report", *common, "--variant", "skip", "--batch-size", "128")
     assert "no results with the settings given; showing those the store holds: " in other.stderr
     assert "batch_size=256" in other.stderr and "2 of 2 points scored" in " ".join(other.stdout.split())
     # without the sweep's --limit: what the store holds at the limit it holds, and a word why
-    unlimited = subprocess.run(
-        [CLI, "--db", str(db), "report", *common[:4], "--variant", "skip"], env=env, capture_output=True, text=True, check=True
-    )
+    unlimited = cli("report", *common[:4], "--variant", "skip")
     held = re.search(r"the store holds the first (\d+) of every task: showing those \(as --limit \1\)", unlimited.stderr)
     assert held is not None and int(held.group(1)) >= 8, unlimited.stderr
     assert "nothing complete on all documents" in unlimited.stderr and "2 of 2 points scored" in " ".join(
         unlimited.stdout.split()
     )
     # from the store alone: no benchmark files, the same tables (each document's baseline from its stored result)
-    with_data = subprocess.run(
-        [CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    with_data = cli("report", *common, "--variant", "skip,parallel")
     (tmp_path / "no-data").mkdir()
-    alone = subprocess.run(
-        [CLI, "--db", str(db), "report", *common, "--variant", "skip,parallel", "--data-dir", str(tmp_path / "no-data")],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    alone = cli("report", *common, "--variant", "skip,parallel", "--data-dir", str(tmp_path / "no-data"))
     assert alone.stdout == with_data.stdout and "1.000" in alone.stdout
     assert "arc_easy, winogrande: no benchmark file in" in " ".join(alone.stderr.split())
-    unscored = [CLI, "--db", str(db), "report", *common[:2], "--tasks", "lambada_openai", "--data-dir", str(tmp_path / "no-data")]
-    refused = subprocess.run(unscored, env=env, capture_output=True, text=True)
+    refused = cli("report", *common[:2], "--tasks", "lambada_openai", "--data-dir", str(tmp_path / "no-data"), check=False)
     assert refused.returncode == 2 and "lambada_openai: no benchmark file here and nothing in the store" in refused.stderr
-    # what the store holds, without a model or data; an empty store is one line
+    # what the store holds, without a model or data (the store command's own --db); an empty store is one line
     listing = subprocess.run([CLI, "store", "--db", str(db)], env=env, capture_output=True, text=True, check=True)
     rows = {line.split("│")[1].strip(): line for line in listing.stdout.splitlines() if line.startswith("│")}
     assert "tiny-bpe.gguf" in listing.stdout and set(rows) == {"0-3 (full model)", "0-1,3", "0", "0,{1-3}"}
     assert all(cell.strip().isdigit() and int(cell) >= 8 for row in rows.values() for cell in row.split("│")[2:4])
-    empty = subprocess.run(
-        [CLI, "--db", str(tmp_path / "empty.db"), "report", *common, "--variant", "skip"], env=env, capture_output=True, text=True
-    )
+    empty = cli("report", *common, "--variant", "skip", store=tmp_path / "empty.db", check=False)
     assert (
         empty.returncode == 0
         and len(empty.stdout.strip().splitlines()) == 1
         and "holds nothing for tiny-bpe.gguf" in empty.stdout
     )
     # a variant never swept is not ranked
-    partial = subprocess.run(
-        [CLI, "--db", str(db), "report", *common, "--variant", "skip,reverse"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    partial = cli("report", *common, "--variant", "skip,reverse")
     assert "reverse: 1 of 2 points scored on every task; left out of the summary" in " ".join(partial.stderr.split())
     assert "all variants" not in partial.stdout
 
