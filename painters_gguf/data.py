@@ -19,26 +19,32 @@ from painters_gguf.outputs import make_folder
 from painters_gguf.tasks.base import RowError, Split
 
 
+def local_file(root: Path, split: Split) -> Path | None:
+    """The split's file in the data folder, JSONL first (a link too: read_jsonl refuses a broken
+    one by name), else Parquet; None: `load_split` downloads it."""
+    base = root / split.folder / split.split
+    jsonl, parquet = base.with_suffix(".jsonl"), base.with_suffix(".parquet")
+    if jsonl.exists() or jsonl.is_symlink():
+        return jsonl
+    return parquet if parquet.exists() else None
+
+
 def held_here(root: Path, split: Split) -> bool:
     """Whether the data folder holds the split's file (else `load_split` downloads it)."""
-    base = root / split.folder / split.split
-    return any(path.exists() or path.is_symlink() for path in (base.with_suffix(".jsonl"), base.with_suffix(".parquet")))
+    return local_file(root, split) is not None
 
 
 def load_split(root: Path, split: Split, check_row: Callable[[dict], None] = lambda row: None) -> list[dict]:
     """A split's rows, every one checked against its fields and by `check_row` (the task's own
     checks); a bad row is one error naming the file, the line and the field."""
-    base = root / split.folder / split.split
-    jsonl, parquet = base.with_suffix(".jsonl"), base.with_suffix(".parquet")
-    if jsonl.exists() or jsonl.is_symlink():
-        numbered = read_jsonl(jsonl)
-        source = jsonl
-    elif parquet.exists():
-        numbered = list(enumerate(read_parquet(parquet), 1))
-        source = parquet
+    source = local_file(root, split)
+    if source is None:
+        source = (root / split.folder / split.split).with_suffix(".jsonl")
+        numbered = list(enumerate(download(split, source), 1))
+    elif source.suffix == ".jsonl":
+        numbered = read_jsonl(source)
     else:
-        numbered = list(enumerate(download(split, jsonl), 1))
-        source = jsonl
+        numbered = list(enumerate(read_parquet(source), 1))
     if not numbered:
         raise PaintersError(f"{source}: no rows (a {split.describe()} file needs one JSON object per line)")
     for number, row in numbered:
