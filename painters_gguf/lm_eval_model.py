@@ -197,7 +197,9 @@ class PaintersLM(TemplateLM):
             for document, group_results in zip(order, self.scorer.score_all(groups), strict=True):
                 for i, result in zip(documents[document], group_results, strict=True):
                     results[i] = (result.loglikelihood, result.is_greedy)
-        return [r for r in results if r is not None]
+        scored = [r for r in results if r is not None]
+        assert len(scored) == len(requests), "score_all returns every group's results"  # never shifted silently
+        return scored
 
     def _loglikelihood_tokens(
         self,
