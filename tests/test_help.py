@@ -104,3 +104,15 @@ def test_eval_with_a_fractional_limit(tiny_bpe_model, shared_data: Path, tmp_pat
 def test_limit_refuses_what_is_neither_a_count_nor_a_fraction(limit: str) -> None:
     result = at_80_columns("eval", "--limit", limit, "--tasks", "arc_easy")
     assert result.returncode == 2 and "--limit" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("make", "message"), [("folder", "is a directory"), ("garbage", "file is not a database")])
+def test_store_refuses_what_is_not_a_store(make: str, message: str, tmp_path: Path) -> None:
+    target = tmp_path / "x.db"
+    if make == "folder":
+        target.mkdir()
+    else:
+        target.write_text("not a database")
+    result = at_80_columns("store", "--db", str(target))
+    assert result.returncode == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert make == "folder" or target.read_text() == "not a database"

@@ -242,6 +242,29 @@ def test_similarity_command_saves_the_matrix(tiny_bpe_model, shared_data: Path, 
         timeout=600,
     )  # -m: the default model, SmolLM2, not the matrix's
     assert other_model.returncode == 2 and f"--similarity {target} was computed on tiny-bpe.gguf, not on" in other_model.stderr
+    record = target.with_suffix(".json")
+    for damaged in ("[1, 2]", '{"model": "m.gguf"}', "not json"):  # a record edited or written by something else
+        record.write_text(damaged)
+        refused = subprocess.run(
+            [CLI, "--db", str(tmp_path / "r.db"), "report", "-m", str(tiny_bpe_model.path), "--similarity", str(target)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert refused.returncode == 2 and f"{record}: not the record of a similarity matrix" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1 and "Traceback" not in refused.stderr
+    store_named_like_the_record = subprocess.run(  # the record beside the matrix may not replace an input
+        [CLI, "--db", str(record), "similarity", "-m", str(tiny_bpe_model.path), "--docs", "1", "-o", str(target)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert (
+        store_named_like_the_record.returncode == 2 and "is sim.json, an input of this run" in store_named_like_the_record.stderr
+    )
+    assert record.read_text() == "not json"
     bad = subprocess.run(
         [CLI, "similarity", "-m", str(tiny_bpe_model.path), "--docs", "0"], env=env, capture_output=True, text=True, timeout=600
     )
