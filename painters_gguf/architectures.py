@@ -32,8 +32,25 @@ REFUSED: dict[str, tuple[str, ...]] = {
         "kimi-linear",
     ),  # fmt: skip
     "KV shared across layers": ("gemma3n", "gemma4"),
-    "multi-head latent attention (MLA: a compressed cache, not per slot)": ("deepseek2", "glm-dsa", "kimi-k2", "minimax-m2"),
-    "an encoder or no causal KV cache": ("bert", "nomic-bert", "nomic-bert-moe", "neo-bert", "jina-bert-v2", "t5", "t5encoder"),
+    "multi-head latent attention (MLA: a compressed cache, not per slot)": (
+        "deepseek2",
+        "deepseek2-ocr",
+        "mistral4",
+        "glm-dsa",
+        "kimi-k2",
+        "minimax-m2",
+    ),
+    "an encoder or no causal KV cache": (
+        "bert",
+        "nomic-bert",
+        "nomic-bert-moe",
+        "neo-bert",
+        "jina-bert-v2",
+        "jina-bert-v3",
+        "llama-embed",
+        "t5",
+        "t5encoder",
+    ),
 }
 
 

@@ -65,6 +65,7 @@ class Family:
     arch: str  # general.architecture
     enum: str  # LLM_ARCH_…
     path: str  # its graph, vendor/llama.cpp/src/models/<file>.cpp
+    graph_of: str | None = None  # the model class whose graph it runs, when not its own (models.h)
 
 
 def sdist_sources(sdist: Path) -> dict[str, str]:
@@ -72,7 +73,7 @@ def sdist_sources(sdist: Path) -> dict[str, str]:
     graph), by their paths under llama_cpp_python-<version>/, in one pass over the sdist (a
     compressed tar read member by member would be decompressed again for each)."""
     prefix = f"llama_cpp_python-{VERSION}/"
-    wanted = {f"{SRC}/llama-arch.cpp", f"{SRC}/llama-model.cpp"}
+    wanted = {f"{SRC}/llama-arch.cpp", f"{SRC}/llama-model.cpp", f"{SRC}/models/models.h"}
     found = {}
     with tarfile.open(sdist) as tar:
         for member in tar:
@@ -85,19 +86,47 @@ def sdist_sources(sdist: Path) -> dict[str, str]:
 
 
 def families(sources: dict[str, str]) -> list[Family]:
-    """Every architecture llama.cpp maps to a model class, with the file of that class's graph."""
+    """Every architecture llama.cpp maps to a model class, with the file of the graph that class runs
+    (its own, or the one models.h says it reuses)."""
     names = dict(re.findall(r"\{\s*(LLM_ARCH_\w+),\s*\"([^\"]+)\"\s*\}", sources[f"{SRC}/llama-arch.cpp"]))
     graphs_by_path = {path: text for path, text in sorted(sources.items()) if path.startswith(f"{SRC}/models/")}
+    owners = graph_owners(sources[f"{SRC}/models/models.h"])
     found = []
     for cases, model_class in re.findall(
         r"((?:\s*case LLM_ARCH_\w+:)+)\s*return new (llama_model_\w+)\(", sources[f"{SRC}/llama-model.cpp"]
     ):
-        constructor = re.compile(re.escape(model_class) + r"::graph(?:<\w+>)?::graph\(")
+        owner = owners.get(model_class, model_class)
+        constructor = re.compile(re.escape(owner) + r"::graph(?:<\w+>)?::graph\(")
         graphs = [path for path, text in graphs_by_path.items() if constructor.search(text)]
         for enum in re.findall(r"LLM_ARCH_\w+", cases):
             if enum in names and len(graphs) == 1:
-                found.append(Family(names[enum], enum, graphs[0]))
+                found.append(Family(names[enum], enum, graphs[0], owner if owner != model_class else None))
     return found
+
+
+def graph_owners(header: str) -> dict[str, str]:
+    """Model classes that run another class's graph (`using graph = llama_model_x::graph;`, or a
+    subclass without a graph of its own) -> the class whose graph it is."""
+    direct = {}
+    for model_class, parent, body in re.findall(
+        r"^struct (llama_model_\w+) : public (llama_model_\w+) \{\n(.*?)^\};", header, re.S | re.M
+    ):
+        if alias := re.search(r"using graph = (llama_model_\w+)::graph", body):
+            direct[model_class] = alias.group(1)
+        elif "build_arch_graph" not in body and parent != "llama_model_base":
+            direct[model_class] = parent
+    owners = {}
+    for model_class, owner in direct.items():
+        while owner in direct:  # an alias of an alias
+            owner = direct[owner]
+        owners[model_class] = owner
+    return owners
+
+
+def hand_covered() -> list[str]:
+    """The LLM_ARCH_ values our .patch lists as covered: the families whose graphs it edits by hand."""
+    hand_list = (HERE / f"llama-cpp-python-{VERSION}-layer-plan.patch").read_text().split("LLAMA_LAYER_PLAN_ARCHS[]", 1)[1]
+    return re.findall(r"LLM_ARCH_\w+", hand_list.split("};", 1)[0])
 
 
 def listed() -> list[str]:
@@ -167,13 +196,15 @@ def generated_patch(sdist: Path, archs: list[str]) -> bytes:
     unknown = [arch for arch in archs if arch not in known]
     if unknown:
         sys.exit(f"blockify: llama.cpp {VERSION} has no architecture {', '.join(unknown)} with one graph of its own")
-    chunks, done, enums = [], set(), []
+    by_hand = set(hand_covered())
+    chunks, enums = [], []
+    done = {family.path for family in known.values() if family.enum in by_hand}  # the .patch edits these graphs
     for arch in archs:
         family = known[arch]
         if (reason := refusal(arch)) is not None:
             sys.exit(f"blockify: {arch} is refused: {reason}")
         enums.append(family.enum)
-        if family.path in done:  # a graph several families share is transformed once
+        if family.path in done:  # a graph several families share is transformed once (or edited by hand)
             continue
         done.add(family.path)
         before = sources[family.path]
@@ -197,7 +228,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--add", nargs="+", metavar="ARCH", help="Cover these families (checked, then listed).")
     parser.add_argument("--patch", action="store_true", help="Print the generated patch.")
-    parser.add_argument("--table", action="store_true", help="Print the README's coverage table.")
+    parser.add_argument("--table", action="store_true", help="Print the README's two tables.")
     args = parser.parse_args()
     sdist = fetch_sdist(cache_root())
     if args.patch:
@@ -210,7 +241,7 @@ def main() -> None:
         print(f"blockify: {LISTED.name} lists {len(archs)} families; run patches/build_wheel.py")
         return
     if args.table:
-        sys.stdout.write(coverage_table(sdist))
+        sys.stdout.write(coverage_table(sdist) + "\n" + features_table(sdist))
         return
     for family, status in statuses(sdist):
         print(f"{family.arch:24} {Path(family.path).name:24} {status}")
@@ -220,8 +251,7 @@ def statuses(sdist: Path) -> list[tuple[Family, str]]:
     """Every family with what becomes of it: covered (by hand, generated), refused (why),
     transformable, or by hand (why the transformation does not take it)."""
     sources = sdist_sources(sdist)
-    hand_list = (HERE / f"llama-cpp-python-{VERSION}-layer-plan.patch").read_text().split("LLAMA_LAYER_PLAN_ARCHS[]", 1)[1]
-    by_hand = re.findall(r"LLM_ARCH_\w+", hand_list.split("};", 1)[0])
+    by_hand = hand_covered()
     generated = set(listed())
     found = []
     for family in sorted(families(sources), key=lambda f: f.arch):
@@ -239,6 +269,47 @@ def statuses(sdist: Path) -> list[tuple[Family, str]]:
                 status = f"by hand: {err}"
         found.append((family, status))
     return found
+
+
+# what a covered family's graph does beyond llama's (RMSNorm, RoPE, SwiGLU FFN), as its code shows it
+BEYOND_LLAMA = (
+    ("routed experts (MoE)", r"build_moe_ffn"),
+    ("a shared expert", r"shexp"),
+    ("sliding-window layers (where the model has them)", r"build_attn_inp_kv_iswa|is_swa\("),
+    ("attention sinks", r"sinks"),
+    ("Q/K norms", r"attn_[qk]_norm"),
+    ("post-norms (after attention or FFN)", r"post_norm|_post\b"),
+    ("LayerNorm", r"LLM_NORM\s*,"),
+    ("GELU FFN", r"LLM_FFN_GELU"),
+    ("M-RoPE", r"ggml_rope_multi"),
+    ("no RoPE in the block (ALiBi or learned positions)", None),
+    ("RoPE on some layers only", r"use_rope|no_rope"),
+    ("per-layer head counts", r"n_head(?:_kv)?\(il\)"),
+    ("residual, attention or logit scales", r"f_residual_scale|f_attention_scale"),
+)
+
+
+def beyond_llama(source: str) -> list[str]:
+    """What a family's graph does beyond llama's, from its code (the graph and its helpers: the
+    file after the loader)."""
+    starts = [i for i in (source.find("::build_arch_graph("), source.find("::graph(")) if i >= 0]
+    graph = source[min(starts, default=0) :]
+    found = [name for name, pattern in BEYOND_LLAMA if pattern is not None and re.search(pattern, graph)]
+    if "rope" not in graph.lower():
+        found.append("no RoPE in the block (ALiBi or learned positions)")
+    return found
+
+
+def features_table(sdist: Path) -> str:
+    """The README's second table: each property beyond llama's block, with the covered families that have it."""
+    sources = sdist_sources(sdist)
+    by_feature: dict[str, list[str]] = {name: [] for name, _ in BEYOND_LLAMA}
+    for family, status in statuses(sdist):
+        if status.startswith("covered"):
+            for name in beyond_llama(sources[family.path]):
+                by_feature[name].append(f"`{family.arch}`")
+    rows = [f"| {name} ({len(archs)}) | {', '.join(archs)} |" for name, archs in by_feature.items() if archs]
+    return "| beyond llama's block | covered families (`general.architecture`) |\n|---|---|\n" + "\n".join(rows) + "\n"
 
 
 def coverage_table(sdist: Path) -> str:

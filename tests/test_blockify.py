@@ -11,7 +11,7 @@ import pytest
 from tiny_oracle_archs import ORACLE_FAMILIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "patches"))
-from blockify import blockify, listed
+from blockify import beyond_llama, blockify, generated_patch, graph_owners, listed
 
 GRAPH = """\
 graph::graph(const llama_model & model, const llm_graph_params & params) : llm_graph_context(params) {
@@ -117,14 +117,78 @@ def test_every_generated_family_has_a_tiny_model_and_is_covered() -> None:
 
 
 def test_the_readme_shows_the_coverage_table_of_the_library() -> None:
-    """README's table is `blockify.py --table`: the families llama.cpp has, by what becomes of them."""
-    from blockify import coverage_table
+    """README's tables are `blockify.py --table`: the families llama.cpp has, by what becomes of them,
+    and what each covered family's block does beyond llama's."""
+    from blockify import coverage_table, features_table
     from build_wheel import cache_root, fetch_sdist
 
     from painters_gguf.runtime import plan_architectures
 
-    table = coverage_table(fetch_sdist(cache_root()))
+    sdist = fetch_sdist(cache_root())
+    table = coverage_table(sdist)
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert table in readme, "regenerate with: .venv/bin/python patches/blockify.py --table"
+    assert features_table(sdist) in readme, "regenerate with: .venv/bin/python patches/blockify.py --table"
     covered = [line for line in table.splitlines() if line.startswith("| covered")]
     assert sorted(name.strip("` ") for line in covered for name in line.split("|")[2].split(",")) == sorted(plan_architectures())
+
+
+HEADER = """\
+struct llama_model_granite : public llama_model_base {
+    std::unique_ptr<llm_graph_context> build_arch_graph(const llm_graph_params & params) const override;
+};
+
+struct llama_model_granite_moe : public llama_model_base {
+    using graph = llama_model_granite::graph;
+    std::unique_ptr<llm_graph_context> build_arch_graph(const llm_graph_params & params) const override;
+};
+
+struct llama_model_granite_moe_v2 : public llama_model_granite_moe {
+    llama_model_granite_moe_v2(const struct llama_model_params & params) : llama_model_granite_moe(params) {}
+};
+
+struct llama_model_own : public llama_model_granite {
+    std::unique_ptr<llm_graph_context> build_arch_graph(const llm_graph_params & params) const override;
+};
+"""
+
+
+def test_a_class_that_reuses_another_graph_runs_that_graph() -> None:
+    """An alias (`using graph = ...`), a subclass without a graph of its own (through an alias), and
+    a subclass with its own graph (not an alias)."""
+    assert graph_owners(HEADER) == {
+        "llama_model_granite_moe": "llama_model_granite",
+        "llama_model_granite_moe_v2": "llama_model_granite",
+    }
+
+
+def test_families_that_share_a_graph_are_found_and_the_hand_edited_one_is_not_generated() -> None:
+    """granitemoe and minicpm run granite's generated graph, phimoe phi3's (edited by hand in the
+    .patch): the generated patch lists phimoe as covered and leaves phi3.cpp to the .patch."""
+    from blockify import families, sdist_sources
+    from build_wheel import cache_root, fetch_sdist
+
+    sdist = fetch_sdist(cache_root())
+    found = {family.arch: family for family in families(sdist_sources(sdist))}
+    assert found["granitemoe"].path.endswith("/granite.cpp") and found["minicpm"].path.endswith("/granite.cpp")
+    assert found["phimoe"].path.endswith("/phi3.cpp") and found["phimoe"].graph_of == "llama_model_phi3"
+    patch = generated_patch(sdist, ["granite", "granitemoe", "phimoe"]).decode()
+    assert patch.count("diff -ruN") == 2 and "models/granite.cpp" in patch and "phi3.cpp" not in patch
+    assert "+    LLM_ARCH_GRANITE_MOE," in patch and "+    LLM_ARCH_PHIMOE," in patch
+
+
+def test_what_a_block_does_beyond_llama_is_read_from_its_code() -> None:
+    loader = "void llama_model_x::load_arch_tensors() { layer.attn_q_norm = create_tensor(...); }\n"
+    moe = "std::unique_ptr<llm_graph_context> llama_model_x::build_arch_graph() {}\n" + GRAPH.replace(
+        "cur = ggml_add(ctx0, cur, inpSA);", "cur = build_moe_ffn(cur, model.layers[il].ffn_up_shexp); // is_swa(il)"
+    )
+    # the loader's optional Q/K norm does not count, the graph's experts, shared expert and windows do; no RoPE
+    assert beyond_llama(loader + moe) == [
+        "routed experts (MoE)",
+        "a shared expert",
+        "sliding-window layers (where the model has them)",
+        "no RoPE in the block (ALiBi or learned positions)",
+    ]
+    roped = GRAPH.replace("cur = build_attn(", "Qcur = ggml_rope_ext(Qcur); cur = build_attn(")
+    roped = roped.replace("LLM_NORM_RMS", "LLM_NORM")
+    assert beyond_llama(roped) == ["LayerNorm"]

@@ -1,0 +1,61 @@
+"""Tiny random F32 models of the families that run another family's graph (llama.cpp's models.h:
+`using graph = llama_model_<other>::graph`, or a subclass without a graph of its own), for the
+oracle tests (`test_archs_oracles.py`): granitemoe and minicpm (granite's graph), hunyuan-dense
+(hunyuan_vl's) and phimoe (phi3's, edited by hand). Each has its own loader (the tensors and keys
+below) or its own architecture name in the covered list, so each is checked on its own.
+
+Not covered: qwen3tts (qwen3vl's graph; a speech model whose output layer has 3072 codec rows,
+not n_vocab: stock llama.cpp aborts on its logits, and llama.cpp's own architecture test skips it)."""
+
+from __future__ import annotations
+
+import gguf
+from oracle_specs_03 import biased, head_norm_bias
+from tiny_oracle_archs import (
+    Dims,
+    OracleFamily,
+    Shapes,
+    T,
+    attention,
+    dense_ffn,
+    experts,
+    granite_metadata,
+    moe_metadata,
+)
+
+
+def qk_norms(d: Dims) -> Shapes:
+    return {T.ATTN_Q_NORM: (d.head_dim,), T.ATTN_K_NORM: (d.head_dim,)}
+
+
+def granite_moe_block(d: Dims) -> Shapes:
+    """Granite's attention with routed experts (the gate's experts optional: present here) and a shared expert."""
+    shared = {
+        T.FFN_GATE_SHEXP: (d.n_ff_shexp, d.n_embd),
+        T.FFN_UP_SHEXP: (d.n_ff_shexp, d.n_embd),
+        T.FFN_DOWN_SHEXP: (d.n_embd, d.n_ff_shexp),
+    }
+    return attention(d) | experts(d, d.n_ff) | shared
+
+
+def granite_moe_metadata(writer: gguf.GGUFWriter, d: Dims) -> None:
+    granite_metadata(writer, d)
+    moe_metadata(writer, d, shared=True)
+
+
+def phimoe_block(d: Dims) -> Shapes:
+    """phi3's block (its norms with biases, a biased output projection) with routed experts."""
+    return biased(attention(d), T.ATTN_NORM, T.ATTN_OUT) | biased(experts(d, d.n_ff), T.FFN_NORM)
+
+
+SPECS = (
+    OracleFamily("granitemoe", granite_moe_block, granite_moe_metadata),
+    OracleFamily("minicpm", lambda d: attention(d) | dense_ffn(d), granite_metadata),
+    OracleFamily("hunyuan-dense", lambda d: attention(d) | qk_norms(d) | dense_ffn(d)),
+    OracleFamily(
+        "phimoe",
+        phimoe_block,
+        lambda writer, d: moe_metadata(writer, d),
+        head=lambda d: head_norm_bias(d) | {(T.OUTPUT, "bias"): (d.n_vocab,)},
+    ),
+)
