@@ -42,6 +42,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
     "search": (
         "painters-gguf search --budget 0.75 --tasks arc_easy,hellaswag,lambada_openai",
         "painters-gguf search --budget 0.75 --exportable -o search",
+        "painters-gguf search --budgets 0.6,0.75,0.9 --plot figures -o search",
     ),
     "serve": (
         "painters-gguf serve --plan 'loop=0-4,{5-25}x3,26-29' --plan full --port 8080",

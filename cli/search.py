@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from painters_gguf import outputs, sweeps, tasks
+from painters_gguf import figures, outputs, sweeps, tasks
 from painters_gguf.candidates import measure_proxies
 from painters_gguf.cli.console import err, out, print_notes, untrusted
 from painters_gguf.cli.options import Scoring, with_scoring_options
@@ -18,21 +20,23 @@ from painters_gguf.cli.render import fmt, number
 from painters_gguf.cli.session import open_session, progress_bar, run_inputs, store_path
 from painters_gguf.errors import PaintersError
 from painters_gguf.fetch import locate_model
-from painters_gguf.search import Entry, Found, Scores, Search, check_budget
+from painters_gguf.figures import FRONTIER_FIGURE
+from painters_gguf.objectives import DEFAULT_OBJECTIVE, Objective
+from painters_gguf.search import Entry, Found, Scores, Search, check_budget, frontier_methods
 
 LEADERBOARD_ROWS = 5
 
 
-def leaderboard(bar: Progress, n_layer: int) -> Callable[[str, Sequence[Entry]], None]:
+def leaderboard(bar: Progress, n_layer: int, objective: Objective, prefix: str) -> Callable[[str, Sequence[Entry]], None]:
     def show(phase: str, ranking: Sequence[Entry]) -> None:
-        table = Table(caption="score: mean normalized score on the search items so far (0 = chance, 1 = the full model)")
+        table = Table(caption=f"score: the objective ({objective.value}) on the search items so far (the full model: 1)")
         table.add_column("#", justify="right")
         table.add_column("plan", overflow="fold")
         table.add_column("blocks", justify="right")
         table.add_column("score", justify="right")
         for place, entry in enumerate(ranking[:LEADERBOARD_ROWS], 1):
             table.add_row(str(place), entry.plan.text, f"{entry.plan.n_slots}/{n_layer}", number(entry.score))
-        bar.console.print(f"[bold]{phase}[/]")
+        bar.console.print(f"[bold]{prefix}{phase}[/]")
         bar.console.print(table)
 
     return show
@@ -59,7 +63,32 @@ def found_table(found: Found, n_layer: int, task_names: Sequence[str], held_out:
     return table
 
 
+def frontier_table(founds: Sequence[Found]) -> Table:
+    """One row per budget: each method's held-out mean, and the search against the best baseline."""
+    methods = frontier_methods(founds)
+    table = Table(
+        title="held-out mean normalized score ± se by budget",
+        caption="search − best baseline: paired difference on the same held-out items; ahead: by more than two standard errors",
+    )
+    table.add_column("budget", justify="right")
+    for method in methods:
+        table.add_column(method, justify="right")
+    table.add_column("search − best baseline", justify="right")
+    for found in founds:
+        series = found.frontier()
+        cells = [fmt(series[m].mean, series[m].stderr) if m in series else "" for m in methods]
+        gap = found.gap
+        verdict = (
+            ""
+            if gap is None
+            else f"{fmt(gap.difference, gap.stderr)} vs {gap.baseline} ({'ahead' if gap.ahead else 'not ahead'})"
+        )
+        table.add_row(f"{found.budget:g}", *cells, verdict)
+    return table
+
+
 def as_json(found: Found, n_layer: int) -> dict:
+    gap = found.gap
     return {
         "budget": found.budget,
         "max_blocks": found.max_slots,
@@ -79,21 +108,50 @@ def as_json(found: Found, n_layer: int) -> dict:
             }
             for label, (plan, score) in found.held_out.items()
         },
-        "documents": {"search": found.search_documents, "random_search": found.random_documents},
+        "documents": found.documents,
         "best": found.best,
         "best_versus": {label: {"difference": d, "stderr": se} for label, (d, se) in found.versus.items()},
+        "search_versus_best_baseline": None if gap is None else dataclasses.asdict(gap) | {"ahead": gap.ahead},
     }
+
+
+def parse_budgets(budget: float | None, budgets: str | None) -> list[float]:
+    """--budget B, or --budgets B1,B2,...: each checked, in increasing order, no repeats."""
+    if (budget is None) == (budgets is None):
+        raise PaintersError("give --budget B, or --budgets B1,B2,... (one store, shared documents)")
+    if budget is not None:
+        check_budget(budget)
+        return [budget]
+    assert budgets is not None
+    chosen = []
+    for text in budgets.split(","):
+        try:
+            value = float(text)
+        except ValueError:
+            raise PaintersError(f"--budgets {budgets}: {text.strip()!r} is not a number") from None
+        check_budget(value)
+        chosen.append(value)
+    if len(set(chosen)) != len(chosen):
+        raise PaintersError(f"--budgets {budgets}: a budget given twice")
+    return sorted(chosen)
 
 
 @with_scoring_options()
 def search(
     ctx: typer.Context,
     budget: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--budget", min=0.0, max=4.0, help="Block executions per token, as a fraction of the full model's (above 1: repeats)."
         ),
-    ],
+    ] = None,
+    budgets: Annotated[
+        str | None,
+        typer.Option("--budgets", help="Several budgets, comma-separated (e.g. 0.6,0.75,0.9): one search each, one store."),
+    ] = None,
+    objective: Annotated[
+        Objective, typer.Option("--objective", help="What the search ranks plans by on its items (the final table: accuracy).")
+    ] = DEFAULT_OBJECTIVE,
     search_items: Annotated[int, typer.Option("--search-items", min=1, help="Items per task the search scores on.")] = 32,
     held_out: Annotated[
         int, typer.Option("--held-out", min=1, help="Items per task after the search items, for the final table.")
@@ -108,6 +166,21 @@ def search(
     exportable: Annotated[
         bool, typer.Option("--exportable", help="Search sequential plans only (no parallel steps): what `export` writes.")
     ] = False,
+    surrogate_rounds: Annotated[
+        int,
+        typer.Option(
+            "--surrogate-rounds",
+            min=0,
+            max=100,
+            help="Rounds after the beam whose candidates a gradient-boosted model of the objective picks (needs scikit-learn).",
+        ),
+    ] = 0,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", help="With --budgets: write the frontier figure (PNG and SVG) into this folder (needs matplotlib)."
+        ),
+    ] = None,
     output: Annotated[
         str | None,  # a str: a trailing / (a folder to create) must survive
         typer.Option(
@@ -122,54 +195,81 @@ def search(
     """Search the plan with the best mean normalized score within a compute budget; baselines and held-out scores."""
     if scoring.limit is not None:
         raise PaintersError("--limit: a search picks its items itself; give --search-items and --held-out")
+    chosen = parse_budgets(budget, budgets)
+    if plot is not None and len(chosen) < 2:
+        raise PaintersError("--plot draws the frontier across budgets: give --budgets with two or more")
+    inputs = run_inputs(store_path(ctx.obj.db, scoring), model=scoring.model, data=scoring.data)
     json_path = None
     if output is not None:  # checked before the model loads: no input of this run may be the output
-        inputs = run_inputs(store_path(ctx.obj.db, scoring), model=scoring.model, data=scoring.data)
         stem = locate_model(scoring.model)[0].stem
         stamp = datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
-        json_path = outputs.results_file(output, stem, f"search_{budget:g}_{stamp}.json", inputs, "--output")
-    check_budget(budget)
+        name = f"search_{'+'.join(f'{b:g}' for b in chosen)}_{stamp}.json"
+        json_path = outputs.results_file(output, stem, name, inputs, "--output")
+    if plot is not None:
+        plot = outputs.expand(plot)
+        inputs.check(plot / f"{FRONTIER_FIGURE}.png", "--plot")  # the folder: made, writable, not one the run reads
     if any(task.generation for task in tasks.select(scoring.task_names)):
         raise PaintersError("search scores log-likelihood tasks; leave gsm8k out of --tasks")
     session = open_session(default_db=ctx.obj.db, scoring=scoring)
     n_layer = session.model.n_layer
-    scores = Scores(session.evaluator, session.prepared, search_items, held_out)
-    runner = Search(
-        scores,
-        n_layer,
-        budget,
-        candidates=candidates,
-        beam=beam,
-        rounds=rounds,
-        first_items=first_items,
-        seed=seed,
-        exportable=exportable,
-    )
+    runners = [
+        Search(
+            Scores(session.evaluator, session.prepared, search_items, held_out, objective=objective),
+            n_layer,
+            each,
+            candidates=candidates,
+            beam=beam,
+            rounds=rounds,
+            first_items=first_items,
+            seed=seed,
+            exportable=exportable,
+            surrogate_rounds=surrogate_rounds,
+        )
+        for each in chosen
+    ]
     with err.status("block influence and angular distances of the layers (one pass of the full model) ..."):
         proxies = measure_proxies(session.evaluator, session.prepared)
+    founds = []
     with progress_bar() as bar:
-        job = bar.add_task("search (documents, estimated total)", total=runner.estimated_documents())
+        job = bar.add_task("search (documents, estimated total)", total=sum(r.estimated_documents() for r in runners))
 
         def advance(k: int) -> None:  # the total is an estimate: never below what is done
             task = bar.tasks[job]
             bar.update(job, advance=k, total=max(task.total or 0, task.completed + k))
 
-        scores.progress = advance
-        runner.leaderboard = leaderboard(bar, n_layer)
-        found = runner.run(proxies)
+        for runner in runners:
+            runner.scores.progress = advance
+            prefix = f"budget {runner.budget:g}: " if len(runners) > 1 else ""
+            runner.leaderboard = leaderboard(bar, n_layer, objective, prefix)
+            founds.append(runner.run(proxies))
         bar.update(job, total=bar.tasks[job].completed)
     names = [prep.task.name for prep in session.prepared]
-    out.print(found_table(found, n_layer, names, held_out))
-    out.print(
-        f"documents scored: search {found.search_documents}, random search {found.random_documents} "
-        f"(items x tasks per plan; the store kept every one)"
-    )
-    for line in found.verdict():
-        out.print(untrusted(line), soft_wrap=True)
+    for found in founds:
+        out.print(found_table(found, n_layer, names, held_out))
+        out.print(
+            "documents read: "
+            + ", ".join(f"{phase} {count}" for phase, count in found.documents.items())
+            + " (items x tasks per plan, stored ones included; the store kept every one)"
+        )
+        for line in found.verdict():
+            out.print(untrusted(line), soft_wrap=True)
+    if len(founds) > 1:
+        out.print(frontier_table(founds))
     notes = session.evaluator.notes
-    for prep, full in scores.held_out_reference:  # the held-out items' full model near chance: its rows are noise
+    for prep, full in runners[-1].scores.held_out_reference:  # the held-out items' full model near chance: its rows are noise
         notes += [note] if (note := sweeps.full_model_note(prep, full)) else []
     print_notes(notes)
     if json_path is not None:
-        outputs.write_text(json_path, [outputs.dumps(as_json(found, n_layer), indent=2)])
+        record: dict = (
+            as_json(founds[0], n_layer)
+            if len(founds) == 1
+            else {
+                "n_layer": n_layer,
+                "searches": [as_json(found, n_layer) for found in founds],
+            }
+        )
+        outputs.write_text(json_path, [outputs.dumps(record | {"objective": objective.value}, indent=2)])
         err.print(f"wrote {untrusted(json_path)}")
+    if plot is not None:
+        for path in figures.frontier_figure(plot, inputs, session.path.name, founds):
+            err.print(f"wrote {untrusted(path)}")

@@ -13,6 +13,7 @@ import numpy as np
 
 from painters_gguf import outputs
 from painters_gguf.errors import PaintersError
+from painters_gguf.search import Found, frontier_methods
 from painters_gguf.sweeps import Cell, Summary, iteration_grid, summarize
 from painters_gguf.tasks.base import Task
 from painters_gguf.variants import MIDDLE_VARIANTS, VARIANTS, Axis, Variant
@@ -116,6 +117,40 @@ def looped_figure(folder: Path, inputs: outputs.RunInputs, model: str, cells: Se
     ax.set_title(f"Looped parallel · {_literal(model)}")
     fig.colorbar(image, ax=ax, label="mean normalized score")
     paths = _save(fig, folder, "fig-looped-parallel-iterations", inputs)
+    plt.close(fig)
+    return paths
+
+
+FRONTIER_FIGURE = "search-frontier"
+
+
+def frontier_figure(folder: Path, inputs: outputs.RunInputs, model: str, founds: Sequence[Found]) -> list[Path]:
+    """Searches at several budgets: each method's held-out mean normalized score against the budget
+    (one standard error as bars), and below, the search minus the best baseline (paired, two
+    standard errors as bars)."""
+    plt = _pyplot()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True, height_ratios=(2, 1))
+    budgets = [found.budget for found in founds]
+    for method in frontier_methods(founds):
+        points = [(found.budget, found.frontier()[method]) for found in founds if method in found.frontier()]
+        xs, scores = [x for x, _ in points], [s for _, s in points]
+        style = {"linewidth": 2.2, "zorder": 3} if method == "search" else {"linewidth": 1.0, "alpha": 0.8}
+        top.errorbar(xs, [s.mean for s in scores], yerr=[s.stderr for s in scores], marker="o", capsize=3, label=method, **style)
+    top.axhline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    top.set_ylabel("held-out mean normalized score")
+    top.set_title(f"Plan search across budgets · {_literal(model)}")
+    top.legend(fontsize=8)
+    gaps = [(found.budget, found.gap) for found in founds if found.gap is not None]
+    bottom.errorbar(
+        [x for x, _ in gaps], [g.difference for _, g in gaps], yerr=[2 * g.stderr for _, g in gaps], marker="o", capsize=3
+    )
+    for x, gap in gaps:
+        bottom.annotate(gap.baseline, (x, gap.difference), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    bottom.axhline(0.0, color="grey", linestyle="--", linewidth=0.8)
+    bottom.set_ylabel("search − best baseline\n(± 2 se, paired)")
+    bottom.set_xlabel("budget (block executions per token / the full model's)")
+    bottom.set_xticks(budgets, [f"{b:g}" for b in budgets])
+    paths = _save(fig, folder, FRONTIER_FIGURE, inputs)
     plt.close(fig)
     return paths
 

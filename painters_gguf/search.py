@@ -2,17 +2,22 @@
 most budget x the full model's block executions per token (above 1, repeats are allowed).
 
 Candidates are skips of any layer set, one repeated contiguous block, and pairs of adjacent layers
-run in parallel. The strategy, every score read from (and written to) the results store:
+run in parallel. The search ranks them by an objective on its items (`objectives.Objective`:
+accuracy, or a smoother measure of the gold answer). The strategy, every score read from (and
+written to) the results store:
 1. one-pass proxies from the full model, block influence (ShortGPT: 1 - cos(input, output) of
    each layer, averaged over tokens) and the angular distance of hidden states (Gromov et al.),
    seed the first candidates with the paper's skip, contiguous drops and random drops;
 2. successive halving over items: every candidate on a few search items, the best third on three
    times as many, and so on up to all search items;
 3. a beam search around the best: each plan's neighbours (a dropped layer moved by one, the
-   repeated block grown, shrunk or shifted, a parallel pair toggled) halved the same way.
+   repeated block grown, shrunk or shifted, a parallel pair toggled) halved the same way;
+4. optionally (RYS-II), rounds whose candidates a gradient-boosted surrogate of the objective,
+   trained on every plan scored so far, picks from thousands of plans within the budget.
 Baselines at the same budget: the paper's skip at the matching N, block-influence pruning, the
-contiguous block of the smallest angular distance, and random search given the documents the
-search scored. The finalists and baselines are then scored on held-out items, disjoint from the
+contiguous block of the smallest angular distance, SLEB (layers dropped one at a time, each
+removal scored on the first rung's items), and random search given the documents the search
+scored. The finalists and baselines are then scored on held-out items, disjoint from the
 search items, with standard errors.
 """
 
@@ -26,14 +31,17 @@ from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from painters_gguf import metrics, variants
+from painters_gguf import metrics, objectives, variants
 from painters_gguf.candidates import Candidate, Proxies
 from painters_gguf.engine import Engine
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
+from painters_gguf.objectives import Objective
 from painters_gguf.plan import Plan
 
 ETA = 3  # successive halving keeps the best 1/ETA of a rung, on ETA times the items
+SURROGATE_POOL = 4000  # random plans the surrogate ranks in each of its rounds (with the beam's neighbours)
+SEARCH, RANDOM_SEARCH, SLEB = "search", "random search", "SLEB"  # the phases whose documents are counted
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +54,7 @@ class Score:
     vs_full: float
     vs_full_stderr: float
     per_task: dict[str, float]
+    objective: float  # what the search ranks by (objectives.Objective; accuracy: the mean)
 
 
 class Scores:
@@ -58,14 +67,16 @@ class Scores:
         search_items: int,
         held_out: int,
         *,
+        objective: Objective = Objective.ACCURACY,
         progress: Progress = lambda n: None,
     ) -> None:
         self.evaluator = evaluator
+        self.objective = objective
         self.engine = Engine(evaluator)
         self.prepared = list(prepared)
         self.search_items = search_items
         self.progress = progress
-        self.items_scored: dict[Plan, int] = {}  # search items each plan was scored on (nested: the first n)
+        self.items_scored: dict[str, dict[Plan, int]] = {}  # phase -> search items each plan was scored on (the first n)
         self.evaluated: list[tuple[str, str, str, tuple[int, ...]]] = []  # (phase, plan, task, items) of every score read
         self.held_out_sets: dict[str, list[int]] = {}  # task -> its held-out items
         self.held_out_scores: dict[Plan, list[TaskScores]] = {}  # per plan, each task's scores on its held-out items
@@ -81,15 +92,16 @@ class Scores:
                 )
             self.held_out_sets[prep.task.name] = held
 
-    @property
-    def documents(self) -> int:
-        """Documents the search scored: each plan's search items times the tasks (stored ones included)."""
-        return sum(self.items_scored.values()) * len(self.prepared)
+    def documents(self, phase: str = SEARCH) -> int:
+        """Documents a phase read: each plan's search items times the tasks (stored ones included)."""
+        return sum(self.items_scored.get(phase, {}).values()) * len(self.prepared)
 
-    def on_search_items(self, plans: Sequence[Plan], n: int) -> dict[Plan, Score]:
+    def on_search_items(self, plans: Sequence[Plan], n: int, phase: str = SEARCH) -> dict[Plan, Score]:
+        """The plans on the first n search items; `phase` counts their documents (the search, or a baseline)."""
         prepared = [dataclasses.replace(prep, indices=prep.task.limit_indices(prep.docs, n)) for prep in self.prepared]
+        counted = self.items_scored.setdefault(phase, {})
         for plan in plans:
-            self.items_scored[plan] = max(self.items_scored.get(plan, 0), n)
+            counted[plan] = max(counted.get(plan, 0), n)
         return self._score(plans, prepared, "search")
 
     def on_held_out(self, plans: Sequence[Plan]) -> dict[Plan, Score]:
@@ -108,13 +120,15 @@ class Scores:
         scores = {}
         for plan in plans:
             self.evaluated += [(phase, plan.text, prep.task.name, tuple(prep.indices)) for prep in prepared]
-            scores[plan] = _normalized(list(zip(prepared, found[plan], strict=True)), full)
+            per_task = list(zip(prepared, found[plan], strict=True))
+            scores[plan] = _normalized(per_task, full, self.objective)
         return scores
 
 
-def _normalized(per_task: Sequence[tuple[PreparedTask, TaskScores]], full: dict[str, TaskScores]) -> Score:
+def _normalized(per_task: Sequence[tuple[PreparedTask, TaskScores]], full: dict[str, TaskScores], objective: Objective) -> Score:
     """Mean over tasks of the normalized primary metric (0 = chance, 1 = the full model) and the
-    per-document paired difference from the full model, each with its standard error."""
+    per-document paired difference from the full model, each with its standard error; and the
+    objective the search ranks by."""
     values, errors, by_task = [], [], {}
     for prep, scores in per_task:
         span = _span(prep, full[prep.task.name])
@@ -128,7 +142,8 @@ def _normalized(per_task: Sequence[tuple[PreparedTask, TaskScores]], full: dict[
         raise PaintersError("on these items the full model scores at or below chance on every task: nothing to normalize by")
     reference = [(prep, full[prep.task.name]) for prep, _ in per_task]
     vs_full, vs_full_stderr = paired_difference(reference, [scores for _, scores in per_task], [full for _, full in reference])
-    return Score(metrics.mean(values), _combined(errors), vs_full, vs_full_stderr, by_task)
+    ranked_by = objectives.value(objective, per_task, full)
+    return Score(metrics.mean(values), _combined(errors), vs_full, vs_full_stderr, by_task, ranked_by)
 
 
 def paired_difference(
@@ -172,6 +187,21 @@ class Entry:
 Leaderboard = Callable[[str, Sequence[Entry]], None]  # told (phase, ranking) after each phase
 
 
+@dataclasses.dataclass(frozen=True)
+class Gap:
+    """The search's best finalist on held-out items minus the best baseline there (paired)."""
+
+    search: str  # its label, "search #k"
+    baseline: str
+    difference: float
+    stderr: float
+
+    @property
+    def ahead(self) -> bool:
+        """Ahead by more than two standard errors of the paired difference."""
+        return self.difference > 2 * self.stderr
+
+
 @dataclasses.dataclass
 class Found:
     """What a search returns: the finalists and baselines on held-out items, and its costs."""
@@ -182,10 +212,18 @@ class Found:
     search: list[Entry]  # the final beam, best first
     baselines: dict[str, Plan]  # name -> plan: paper skip, block influence, angular distance, random search, full model
     held_out: dict[str, tuple[Plan, Score]]  # label -> (plan, held-out score), finalists and baselines
-    search_documents: int
-    random_documents: int
+    documents: dict[str, int]  # documents each phase read: the search, random search, SLEB (stored ones included)
     best: str  # the label with the best held-out mean within the budget
     versus: dict[str, tuple[float, float]]  # label -> best minus it (paired, held-out), and its standard error
+    gap: Gap | None  # the search against the best baseline within the budget (None: no baseline within it)
+
+    def frontier(self) -> dict[str, Score]:
+        """Each method's held-out score within the budget: the search (its best finalist) and every
+        baseline that fits (the full model left out: it is 1 by definition)."""
+        within = {label: score for label, (plan, score) in self.held_out.items() if plan.n_slots <= self.max_slots}
+        finalists = [label for label in within if label.startswith("search #")]
+        found = {"search": within[max(finalists, key=lambda label: within[label].mean)]} if finalists else {}
+        return found | {label: score for label, score in within.items() if label not in finalists and label != "full model"}
 
     def verdict(self) -> list[str]:
         """In words: which plan is best on held-out items, and whether it is ahead of each other
@@ -216,6 +254,7 @@ class Search:
         first_items: int = 8,
         seed: int = 0,
         exportable: bool = False,
+        surrogate_rounds: int = 0,
         leaderboard: Leaderboard = lambda phase, ranking: None,
     ) -> None:
         check_budget(budget)
@@ -232,6 +271,8 @@ class Search:
         self.rng = random.Random(seed)
         self.leaderboard = leaderboard
         self.exportable = exportable  # sequential plans only: what `painters-gguf export` writes
+        self.surrogate_rounds = surrogate_rounds  # rounds of candidates a surrogate model proposes, after the beam
+        self.seed = seed
         self.known: dict[tuple[Candidate, int], float] = {}
 
     def allowed(self, candidate: Candidate) -> bool:
@@ -249,9 +290,10 @@ class Search:
                 alive = min(alive, max(self.beam, math.ceil(alive / ETA)))
             return documents
 
-        search = halving(self.n_candidates) * (1 + self.rounds)
-        held_out = (self.beam + 4) * len(next(iter(self.scores.held_out_sets.values()), []))
-        return (2 * search + held_out) * len(self.scores.prepared)
+        search = halving(self.n_candidates) * (1 + self.rounds + self.surrogate_rounds)
+        sleb = sum(self.n_layer - k for k in range(self.n_dropped)) * self.rungs[0]
+        held_out = (self.beam + 5) * len(next(iter(self.scores.held_out_sets.values()), []))
+        return (2 * search + sleb + held_out) * len(self.scores.prepared)
 
     # --- candidates ---
 
@@ -324,10 +366,7 @@ class Search:
                 break
             candidate = self.random_candidate(self.rng, weights if tries % 2 else None)
             if tries % 5 == 0 and not self.exportable:  # some with a parallel pair
-                kept = candidate.kept(self.n_layer)
-                candidate = dataclasses.replace(
-                    candidate, parallel=frozenset({self.rng.choice(kept[:-1])}) if len(kept) > 1 else frozenset()
-                )
+                candidate = self.with_parallel_pair(self.rng, candidate)
             if self.allowed(candidate):
                 unique.setdefault(candidate)
         chosen = list(unique)
@@ -337,17 +376,20 @@ class Search:
 
     # --- scoring ---
 
-    def score(self, candidates: Sequence[Candidate], n: int) -> dict[Candidate, float]:
+    def score(self, candidates: Sequence[Candidate], n: int, phase: str = SEARCH) -> dict[Candidate, float]:
+        plans = {c: c.plan(self.n_layer) for c in candidates}
+        counted = self.scores.items_scored.setdefault(phase, {})
+        for c in candidates:  # read before by another phase: counted for this one too
+            counted[plans[c]] = max(counted.get(plans[c], 0), n)
         missing = [c for c in candidates if (c, n) not in self.known]
         if missing:
-            plans = {c: c.plan(self.n_layer) for c in missing}
-            scored = self.scores.on_search_items(list(plans.values()), n)
+            scored = self.scores.on_search_items([plans[c] for c in missing], n, phase)
             for c in missing:
-                self.known[(c, n)] = scored[plans[c]].mean
+                self.known[(c, n)] = scored[plans[c]].objective
         return {c: self.known[(c, n)] for c in candidates}
 
-    def rank(self, candidates: Iterable[Candidate], n: int) -> list[Entry]:
-        scores = self.score(list(candidates), n)
+    def rank(self, candidates: Iterable[Candidate], n: int, phase: str = SEARCH) -> list[Entry]:
+        scores = self.score(list(candidates), n, phase)
         ranked = sorted(scores, key=lambda c: (-scores[c], c.plan(self.n_layer).text))
         return [Entry(c, c.plan(self.n_layer), scores[c], n) for c in ranked]
 
@@ -380,12 +422,22 @@ class Search:
             merged = self.rank([e.candidate for e in beam] + [e.candidate for e in found[: self.beam]], self.rungs[-1])
             self.leaderboard(f"beam after round {round_ + 1}", merged)
             beam = merged[: self.beam]  # unchanged: the next round tries neighbours not tried yet
-        search_documents = self.scores.documents
-        random_best, random_documents = self.random_search(search_documents)
+        for round_ in range(self.surrogate_rounds):
+            proposed = self.surrogate_candidates(seen, self.n_candidates, beam)
+            if not proposed:
+                break
+            seen |= set(proposed)
+            found = self.halving(proposed, f"surrogate round {round_ + 1}")
+            merged = self.rank([e.candidate for e in beam] + [e.candidate for e in found[: self.beam]], self.rungs[-1])
+            self.leaderboard(f"beam after surrogate round {round_ + 1}", merged)
+            beam = merged[: self.beam]
+        search_documents = self.scores.documents(SEARCH)
+        random_best = self.random_search(search_documents)
         baselines = {
             "paper skip": self.paper_skip().plan(self.n_layer),
             "block influence": self.influence_pruning(proxies.influence).plan(self.n_layer),
             "angular distance": self.angular_pruning(proxies.angular).plan(self.n_layer),
+            "SLEB": self.sleb_pruning().plan(self.n_layer),
             "random search": random_best.plan,
             "full model": Candidate().plan(self.n_layer),
         }
@@ -402,6 +454,12 @@ class Search:
             for label, plan in labelled.items()
             if plan != labelled[best]
         }
+        finalist = max((label for label in within if label.startswith("search #")), key=lambda label: held[labelled[label]].mean)
+        others = [label for label in within if not label.startswith("search #") and label != "full model"]
+        gap = None
+        if others:
+            baseline = max(others, key=lambda label: held[labelled[label]].mean)  # the first of equals
+            gap = Gap(finalist, baseline, *paired_difference(reference, by_plan[labelled[finalist]], by_plan[labelled[baseline]]))
         return Found(
             self.budget,
             self.max_slots,
@@ -409,13 +467,54 @@ class Search:
             beam,
             baselines,
             {label: (plan, held[plan]) for label, plan in labelled.items()},
-            search_documents,
-            random_documents,
+            {phase: self.scores.documents(phase) for phase in (SEARCH, RANDOM_SEARCH, SLEB)},
             best,
             versus,
+            gap,
         )
 
-    def random_search(self, documents: int) -> tuple[Entry, int]:
+    def surrogate_candidates(self, seen: set[Candidate], count: int, beam: Sequence[Entry]) -> list[Candidate]:
+        """RYS-II's step: a gradient-boosted model of the objective, trained on every plan scored so
+        far (each on the items it was scored on, weighted by their number), ranks a pool of plans
+        within the budget (random ones, and the beam's neighbours); the best `count` not yet seen."""
+        try:
+            from sklearn.ensemble import GradientBoostingRegressor
+        except ImportError:
+            raise PaintersError("--surrogate-rounds needs scikit-learn: pip install 'painters-gguf[search]'") from None
+        known = [(c, n, value) for (c, n), value in self.known.items() if math.isfinite(value)]
+        if len(known) < 2:
+            return []
+        model = GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.05, random_state=self.seed)
+        model.fit(
+            np.array([self.features(c) for c, _, _ in known]),
+            np.array([value for _, _, value in known]),
+            sample_weight=np.array([n for _, n, _ in known], dtype=float),
+        )
+        rng = random.Random(f"surrogate {self.seed} {len(seen)}")
+        pool = [n for e in beam for n in e.candidate.neighbours(self.n_layer, self.max_slots)]
+        pool += [self.random_candidate(rng) for _ in range(SURROGATE_POOL)]
+        if not self.exportable:  # some with a parallel pair, as the first candidates
+            pool += [self.with_parallel_pair(rng, c) for c in pool[-SURROGATE_POOL // 5 :]]
+        unique = [c for c in dict.fromkeys(pool) if self.allowed(c) and c not in seen]
+        if not unique:
+            return []
+        predicted = model.predict(np.array([self.features(c) for c in unique]))
+        return [unique[i] for i in np.argsort(-predicted, kind="stable")[:count]]
+
+    def features(self, candidate: Candidate) -> list[float]:
+        """A plan for the surrogate: per layer, dropped, run again, first of a parallel pair."""
+        repeated = set(candidate.repeated(self.n_layer))
+        return [
+            float(flag)
+            for layer in range(self.n_layer)
+            for flag in (layer in candidate.dropped, layer in repeated, layer in candidate.parallel)
+        ]
+
+    def with_parallel_pair(self, rng: random.Random, candidate: Candidate) -> Candidate:
+        kept = candidate.kept(self.n_layer)
+        return dataclasses.replace(candidate, parallel=frozenset({rng.choice(kept[:-1])}) if len(kept) > 1 else frozenset())
+
+    def random_search(self, documents: int) -> Entry:
         """Random candidates, each on every search item, until they have scored `documents`."""
         per_plan = self.rungs[-1] * len(self.scores.prepared)
         count = max(1, documents // per_plan)
@@ -427,9 +526,26 @@ class Search:
             candidate = self.random_candidate(rng)
             if self.allowed(candidate) and candidate not in picked:
                 picked.append(candidate)
-        ranked = self.rank(picked, self.rungs[-1])
+        ranked = self.rank(picked, self.rungs[-1], RANDOM_SEARCH)
         self.leaderboard(f"random search: {len(picked)} plans on {self.rungs[-1]} items", ranked)
-        return ranked[0], len(picked) * per_plan
+        return ranked[0]
+
+    def sleb_pruning(self) -> Candidate:
+        """SLEB (Song et al., 2024): drop layers one at a time, each time the one whose removal
+        leaves the best objective on the first rung's search items, until the budget is met (the
+        lowest layer of equals). Its path is the same at every budget: a smaller budget goes on
+        from a larger one's plan, whose scores the store holds."""
+        current = Candidate()
+        while len(current.dropped) < self.n_dropped:
+            options = [dataclasses.replace(current, dropped=current.dropped | {layer}) for layer in current.kept(self.n_layer)]
+            scores = self.score(options, self.rungs[0], SLEB)
+            current = max(options, key=lambda c: (scores[c], -max(c.dropped - current.dropped)))
+        return current
+
+
+def frontier_methods(founds: Sequence[Found]) -> list[str]:
+    """The methods of a frontier across budgets, the search first, each once."""
+    return list(dict.fromkeys(method for found in founds for method in found.frontier()))
 
 
 def check_budget(budget: float) -> None:

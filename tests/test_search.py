@@ -21,6 +21,7 @@ from painters_gguf.candidates import Candidate, block_influence, last_token_angl
 from painters_gguf.engine.scoring import Scorer
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, TaskScores, prepare
+from painters_gguf.objectives import Objective
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Model
 from painters_gguf.search import Found, Scores, Search, _normalized, _rungs, paired_difference
@@ -123,15 +124,15 @@ def test_normalized_scores_by_hand(shared_data: Path) -> None:
     prep = prepare(TASKS["arc_easy"], shared_data, 4, Settings(add_bos=False))  # 4 choices each: chance 0.25
     full = task_scores(prep, [1.0, 1.0, 0.0, 0.0])  # 0.5: the span over chance is 0.25
     plan = task_scores(prep, [1.0, 0.0, 1.0, 1.0])  # 0.75
-    score = _normalized([(prep, plan)], {"arc_easy": full})
-    assert score.mean == pytest.approx((0.75 - 0.25) / 0.25)
+    score = _normalized([(prep, plan)], {"arc_easy": full}, Objective.ACCURACY)
+    assert score.mean == pytest.approx((0.75 - 0.25) / 0.25) and score.objective == pytest.approx(score.mean)
     assert score.stderr == pytest.approx(0.25 / 0.25)  # sample sd 0.5 over sqrt(4), divided by the span
     differences = np.array([0.0, -1.0, 1.0, 1.0])  # paired with the full model's documents
     assert score.vs_full == pytest.approx(differences.mean() / 0.25)
     assert score.vs_full_stderr == pytest.approx(differences.std(ddof=1) / 2 / 0.25)
     for below in ([1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]):  # the full model at chance, or below: no ranking
         with pytest.raises(PaintersError, match="at or below chance"):
-            _normalized([(prep, plan)], {"arc_easy": task_scores(prep, below)})
+            _normalized([(prep, plan)], {"arc_easy": task_scores(prep, below)}, Objective.ACCURACY)
 
 
 # --- a tiny model whose scores are known ---
@@ -180,12 +181,31 @@ def planted_data(model: Model, planted: Plan, folder: Path, n_rows: int = 40) ->
 
 
 def run_search(
-    model: Model, data: Path, db: Path, budget: float, read: list[int] | None = None, exportable: bool = False
+    model: Model,
+    data: Path,
+    db: Path,
+    budget: float,
+    read: list[int] | None = None,
+    exportable: bool = False,
+    surrogate_rounds: int = 0,
+    phases: list[str] | None = None,
 ) -> tuple[Found, Scores]:
     ev = evaluator(model, db)
     prepared = [prepare(TASKS["arc_easy"], data, None, ev.settings)]
     scores = Scores(ev, prepared, 16, 16, progress=read.append if read is not None else lambda n: None)
-    search = Search(scores, model.n_layer, budget, candidates=8, beam=2, rounds=4, first_items=4, seed=1, exportable=exportable)
+    search = Search(
+        scores,
+        model.n_layer,
+        budget,
+        candidates=8,
+        beam=2,
+        rounds=4,
+        first_items=4,
+        seed=1,
+        exportable=exportable,
+        surrogate_rounds=surrogate_rounds,
+        leaderboard=lambda phase, ranking: phases.append(phase) if phases is not None else None,
+    )
     try:
         return search.run(measure_proxies(ev, prepared)), scores
     finally:
@@ -216,7 +236,9 @@ def test_search_finds_the_planted_plan(tiny8: Model, tmp_path: Path, budget: flo
         standing = "ahead of" if difference > 2 * stderr else "behind" if difference < -2 * stderr else "tied with"
         assert any(line.startswith(f"search #1 is {standing} ") and label in line for line in found.verdict()[1:])
     # not found by enumeration: the first halving started from 8 of the 28 (or 15) candidates
-    assert found.search_documents > 0 and found.random_documents > 0
+    assert found.documents["search"] > 0 and found.documents["random search"] > 0
+    # SLEB drops layers one at a time: at 0.75 of 8 (2 dropped), 8 + 7 plans on the first rung's 4 items
+    assert found.documents["SLEB"] == ((8 + 7) * 4 if budget < 1 else 0)
 
     # search and held-out items are disjoint, and every score read stayed on its side
     search_items = set(range(16))
@@ -243,6 +265,18 @@ def test_a_second_search_reads_everything_from_the_store(tiny8: Model, tmp_path:
     assert 0.5 < sum(read) / estimate < 1.5, (sum(read), estimate)
 
 
+def test_surrogate_rounds_run_after_the_beam_and_keep_the_planted_plan(tiny8: Model, tmp_path: Path) -> None:
+    plan = Candidate(dropped=frozenset({2, 5})).plan(N_LAYER)
+    data = planted_data(tiny8, plan, tmp_path / "data")
+    plain, _ = run_search(tiny8, data, tmp_path / "search.db", 0.75)
+    phases: list[str] = []
+    found, _ = run_search(tiny8, data, tmp_path / "search.db", 0.75, surrogate_rounds=1, phases=phases)
+    assert found.search[0].plan == plan
+    assert any(phase.startswith("surrogate round 1, rung") for phase in phases)
+    assert phases.index("beam after surrogate round 1") > max(i for i, p in enumerate(phases) if p.startswith("beam after round"))
+    assert found.documents["search"] > plain.documents["search"]  # its candidates were new plans
+
+
 def test_exportable_search_stays_sequential(tiny8: Model, tmp_path: Path) -> None:
     """--exportable: no plan with a parallel step is scored, in any phase, and the planted plan is still found."""
     plan = Candidate(dropped=frozenset({2, 5})).plan(N_LAYER)
@@ -252,6 +286,50 @@ def test_exportable_search_stays_sequential(tiny8: Model, tmp_path: Path) -> Non
     assert scores.evaluated and not [text for _, text, _, _ in scores.evaluated if "{" in text]
     every = run_search(tiny8, data, tmp_path / "search.db", 0.75)[1].evaluated
     assert [text for _, text, _, _ in every if "{" in text], "without --exportable, parallel pairs are searched too"
+
+
+def test_sleb_drops_the_best_layer_at_each_step() -> None:
+    """Each step scores every one-more removal from the current plan and keeps the best (the lowest
+    layer of equals); its documents count as SLEB's, not the search's."""
+    search = Search.__new__(Search)
+    search.n_layer, search.max_slots, search.rungs, search.known = N_LAYER, 5, [4, 12], {}  # drop 3
+    harm = {0: 9.0, 1: 1.0, 2: 5.0, 3: 0.5, 4: 0.5, 5: 4.0, 6: 2.0, 7: 9.0}
+    seen: list[tuple[int, str]] = []
+
+    def score(candidates: list[Candidate], n: int, phase: str) -> dict[Candidate, float]:
+        seen.append((len(candidates), phase))  # 3 and 4 dropped together cost 3 more
+        return {c: -sum(harm[layer] for layer in c.dropped) - (3.0 if {3, 4} <= c.dropped else 0.0) for c in candidates}
+
+    search.score = score  # type: ignore[method-assign]
+    # step 1: 3 and 4 tie at -0.5, the lower wins; step 2: 4 would cost 0.5 + 3, 1 costs 1; step 3: 4 (-4.5) vs 6 (-3.5)
+    assert search.sleb_pruning() == Candidate(dropped=frozenset({3, 1, 6}))
+    assert seen == [(8, "SLEB"), (7, "SLEB"), (6, "SLEB")]
+    search.max_slots = N_LAYER
+    assert search.sleb_pruning() == Candidate()
+
+
+@pytest.mark.parametrize("exportable", [False, True])
+def test_the_surrogate_proposes_unseen_plans_within_the_budget_and_learns_a_planted_objective(exportable: bool) -> None:
+    """Trained on random plans whose objective is planted (dropping layers 6 and 7 costs nothing,
+    any other layer 1 each), its best proposal is the planted plan; every proposal fits the budget
+    (sequential when --exportable) and none was scored before."""
+    search = Search.__new__(Search)
+    search.n_layer, search.max_slots, search.seed, search.exportable, search.known = N_LAYER, 6, 0, exportable, {}
+    search.rng = random.Random(0)
+    rng = random.Random(1)
+    for _ in range(60):
+        candidate = search.random_candidate(rng)
+        if rng.random() < 0.3 and not exportable:
+            candidate = search.with_parallel_pair(rng, candidate)
+        if search.allowed(candidate):
+            search.known[(candidate, 8)] = -float(len(candidate.dropped - {6, 7}))
+    planted = Candidate(dropped=frozenset({6, 7}))
+    seen = {c for c, _ in search.known} - {planted}
+    proposed = search.surrogate_candidates(seen, 10, beam=[])
+    assert proposed and len(proposed) <= 10 and len(set(proposed)) == len(proposed)
+    assert all(c.valid(N_LAYER, 6) and c not in seen for c in proposed)
+    assert not exportable or not any(c.parallel for c in proposed)
+    assert proposed[0].dropped == planted.dropped
 
 
 def test_paired_difference_by_hand(shared_data: Path) -> None:
@@ -279,8 +357,9 @@ def test_budgets_and_items_are_checked(tiny8: Model, tmp_path: Path, shared_data
 
 # --- the command ---
 
+# the planted plan is the best in accuracy by construction (its probability of the gold answer need not be)
 SEARCH = ["--tasks", "arc_easy", "--search-items", "16", "--held-out", "16", "--candidates", "8", "--beam", "2"]
-SEARCH += ["--rounds", "2", "--first-items", "4", "--threads", "2"]
+SEARCH += ["--rounds", "2", "--first-items", "4", "--threads", "2", "--objective", "accuracy"]
 
 
 @pytest.fixture(scope="module")
@@ -317,6 +396,13 @@ def test_cli_search_killed_and_rerun_gives_the_same_result(tiny8: Model, planted
         (["--budget", "0.75", "--tasks", "gsm8k"], "search scores log-likelihood tasks"),
         (["--budget", "0.75", "--search-items", "30"], "fewer than the 30 search items and 16 held-out items"),
         (["--budget", "0.75", "--candidates", "1"], "Invalid value for '--candidates'"),
+        ([], "give --budget B, or --budgets B1,B2,..."),
+        (["--budget", "0.75", "--budgets", "0.5,0.75"], "give --budget B, or --budgets B1,B2,..."),
+        (["--budgets", "0.5,x"], "--budgets 0.5,x: 'x' is not a number"),
+        (["--budgets", "0.5,9"], "--budget 9.0: give a fraction of the full model's block executions"),
+        (["--budgets", "0.75,0.75"], "--budgets 0.75,0.75: a budget given twice"),
+        (["--budget", "0.75", "--plot", "figures"], "--plot draws the frontier across budgets: give --budgets"),
+        (["--budget", "0.75", "--objective", "kl"], "Invalid value for '--objective'"),
     ],
 )
 def test_cli_search_refusals(tiny8: Model, planted_folder: Path, tmp_path: Path, options: list[str], message: str) -> None:
@@ -335,3 +421,29 @@ def test_cli_search_output_may_not_land_in_the_data(tiny8: Model, planted_folder
     args = ["--db", str(tmp_path / "s.db"), "search", "-m", str(tiny8.path), "--budget", "0.75", *SEARCH, "-o", str(out)]
     result = run_cli(*args, data=planted_folder, check=False)
     assert result.returncode == 2 and "inside the benchmark data folder" in result.stderr and not out.exists()
+
+
+def test_cli_search_at_several_budgets_draws_the_frontier(tiny8: Model, planted_folder: Path, tmp_path: Path) -> None:
+    """--budgets: one search per budget into one store, a table across budgets with the search
+    against the best baseline, the frontier figure, and one JSON with every search."""
+    args = ["--db", str(tmp_path / "s.db"), "search", "-m", str(tiny8.path), "--budgets", "1.25,0.75", *SEARCH]
+    result = run_cli(*args, "--plot", str(tmp_path / "figures"), "-o", str(tmp_path / "found.json"), data=planted_folder)
+    assert "held-out mean normalized score ± se by budget" in result.stdout
+    assert "budget 0.75: at most 6 of 8" in result.stdout and "budget 1.25: at most 10 of 8" in result.stdout
+    record = json.loads((tmp_path / "found.json").read_text())
+    assert [s["budget"] for s in record["searches"]] == [0.75, 1.25] and record["objective"] == "accuracy"
+    low = record["searches"][0]
+    assert low["held_out"]["search #1"]["plan"] == "0-2,5-7" and low["documents"]["SLEB"] == (8 + 7) * 4
+    gap = low["search_versus_best_baseline"]
+    best_baseline = max(
+        (
+            label
+            for label, row in low["held_out"].items()
+            if not label.startswith("search") and label != "full model" and row["blocks"] <= 6
+        ),
+        key=lambda label: low["held_out"][label]["mean"],
+    )
+    assert gap["search"] == "search #1" and gap["baseline"] == best_baseline
+    assert gap["ahead"] == (gap["difference"] > 2 * gap["stderr"])
+    svg = (tmp_path / "figures" / "search-frontier.svg").read_text()
+    assert (tmp_path / "figures" / "search-frontier.png").stat().st_size > 0 and "search − best baseline" in svg

@@ -171,6 +171,11 @@ class Task:
         """Expected score of random guessing (or the majority answer) on this document."""
         return 0.0
 
+    def answer_scores(self, doc: dict, result: dict) -> tuple[list[float], int]:
+        """From a document's stored result: the scores its primary metric ranks the answers by (a
+        continuous measure the search's objectives read), and the gold answer's place among them."""
+        raise PaintersError(f"{self.name}: its answers are generated; it has no answer scores")
+
     def stored_baseline(self, result: dict) -> float:
         """`baseline` of a document known only by its stored result (report without the data)."""
         return 0.0
@@ -230,6 +235,13 @@ class MultipleChoiceTask(Task):
 
     def baseline(self, doc: dict) -> float:
         return 1.0 / len(self.doc_to_choice(doc))
+
+    def answer_scores(self, doc: dict, result: dict) -> tuple[list[float], int]:
+        """Each choice's log-likelihood, per character of the choice where the primary metric is acc_norm."""
+        lls = [float(ll) for ll in result["loglikelihoods"]]
+        if self.primary_metric == "acc_norm":
+            lls = [ll / len(choice) for ll, choice in zip(lls, self.doc_to_choice(doc), strict=True)]
+        return lls, int(result["target"])
 
     def stored_baseline(self, result: dict) -> float:
         return 1.0 / len(result["loglikelihoods"])  # one per choice

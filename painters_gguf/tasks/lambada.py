@@ -42,5 +42,9 @@ class Lambada(Task):
             "target": self.fewshot_target(doc),
         }
 
+    def answer_scores(self, doc: dict, result: dict) -> tuple[list[float], int]:
+        """The target word's log-likelihood: one answer, the gold one."""
+        return [float(result["loglikelihoods"][0])], 0
+
 
 LAMBADA_OPENAI = Lambada()
