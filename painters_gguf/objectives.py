@@ -33,7 +33,7 @@ class Objective(str, enum.Enum):
     MARGIN = "margin"
 
 
-DEFAULT_OBJECTIVE = Objective.PROBABILITY  # the best rank correlation with held-out accuracy (docs/search.md)
+DEFAULT_OBJECTIVE = Objective.LOGLIKELIHOOD  # the best rank correlation with held-out accuracy (docs/search.md)
 
 
 def document_value(objective: Objective, prep: PreparedTask, index: int, result: dict) -> float:
