@@ -36,7 +36,7 @@ from painters_gguf.candidates import Candidate, Proxies
 from painters_gguf.engine import Engine
 from painters_gguf.errors import PaintersError
 from painters_gguf.evaluate import Evaluator, PreparedTask, Progress, TaskScores
-from painters_gguf.objectives import Objective
+from painters_gguf.objectives import DEFAULT_OBJECTIVE, Objective
 from painters_gguf.plan import Plan
 
 ETA = 3  # successive halving keeps the best 1/ETA of a rung, on ETA times the items
@@ -67,7 +67,7 @@ class Scores:
         search_items: int,
         held_out: int,
         *,
-        objective: Objective = Objective.ACCURACY,
+        objective: Objective = DEFAULT_OBJECTIVE,
         progress: Progress = lambda n: None,
     ) -> None:
         self.evaluator = evaluator
@@ -384,8 +384,9 @@ class Search:
         missing = [c for c in candidates if (c, n) not in self.known]
         if missing:
             scored = self.scores.on_search_items([plans[c] for c in missing], n, phase)
-            for c in missing:
-                self.known[(c, n)] = scored[plans[c]].objective
+            for c in missing:  # undefined (nothing to normalize by on these items): ranked last
+                value = scored[plans[c]].objective
+                self.known[(c, n)] = value if math.isfinite(value) else -math.inf
         return {c: self.known[(c, n)] for c in candidates}
 
     def rank(self, candidates: Iterable[Candidate], n: int, phase: str = SEARCH) -> list[Entry]:

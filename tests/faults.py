@@ -416,6 +416,19 @@ def scenario_every_output(model: Path, data: Path) -> Outcome:
         ):
             report = ["report", "-m", str(model_copy), "--tasks", "arc_easy", "--limit", "2", "--plot", str(folder)]
             outcome.check_error(cli("--db", str(db), *report, env=env), message)
+            frontier = [
+                "search",
+                *scoring,
+                "--budgets",
+                "0.5,0.75",
+                "--search-items",
+                "2",
+                "--held-out",
+                "2",
+                "--plot",
+                str(folder),
+            ]
+            outcome.check_error(cli("--db", str(db), *frontier, env=env), message)
         after = file_digests([model_copy, env_db, data_file, cached]), store_docs(db)
         outcome.lost += sum(before[0][path] != after[0][path] for path in before[0]) + int(before[1] != after[1])
         outcome.lost += int(not db.is_file() or (root / "sim.npy").exists())
