@@ -1,8 +1,9 @@
 """Tiny random F32 models of the families that run another family's graph (llama.cpp's models.h:
 `using graph = llama_model_<other>::graph`, or a subclass without a graph of its own), for the
 oracle tests (`test_archs_oracles.py`): granitemoe and minicpm (granite's graph), hunyuan-dense
-(hunyuan_vl's) and phimoe (phi3's, edited by hand). Each has its own loader (the tensors and keys
-below) or its own architecture name in the covered list, so each is checked on its own.
+(hunyuan_vl's) and phimoe (phi3's, edited by hand), each with a loader (the tensors and keys
+below) or an architecture name of its own in the covered list, so each is checked on its own; and
+llama with experts (Mixtral: the llama architecture with a router in every block).
 
 Not covered: qwen3tts (qwen3vl's graph; a speech model whose output layer has 3072 codec rows,
 not n_vocab: stock llama.cpp aborts on its logits, and llama.cpp's own architecture test skips it)."""
@@ -49,6 +50,9 @@ def phimoe_block(d: Dims) -> Shapes:
 
 
 SPECS = (
+    # llama with experts (Mixtral): the llama graph, edited by hand, runs its MoE branch when the
+    # block has a router; its numpy reference (tests/tiny_archs.py) covers the dense block only
+    OracleFamily("llama", lambda d: attention(d) | experts(d, d.n_ff), lambda writer, d: moe_metadata(writer, d), variant="moe"),
     OracleFamily("granitemoe", granite_moe_block, granite_moe_metadata),
     OracleFamily("minicpm", lambda d: attention(d) | dense_ffn(d), granite_metadata),
     OracleFamily("hunyuan-dense", lambda d: attention(d) | qk_norms(d) | dense_ffn(d)),

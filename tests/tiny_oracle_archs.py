@@ -99,6 +99,11 @@ class OracleFamily:
     chunk_tolerance: float = 1e-5  # chunked vs one-pass decoding: float32 summation order (GELU's fp16 table: more)
     n_dense_lead: int = 0  # leading dense blocks (leading_dense_block_count), their tensors from `leading`
     leading: Callable[[Dims], Shapes] | None = None
+    variant: str = ""  # a second model of a family (llama with experts: "moe"), named `<arch>-<variant>` in the tests
+
+    @property
+    def name(self) -> str:
+        return f"{self.arch}-{self.variant}" if self.variant else self.arch
 
     def kind(self, layer: int) -> tuple[bool, bool]:
         """What llama.cpp derives from a layer's index: its positional property, dense or MoE."""
@@ -167,7 +172,7 @@ def _all_families() -> dict[str, OracleFamily]:
     here = Path(__file__).parent
     for module in sorted(m.name for m in pkgutil.iter_modules([str(here)]) if m.name.startswith("oracle_specs_")):
         found += importlib.import_module(module).SPECS
-    return {family.arch: family for family in found}
+    return {family.name: family for family in found}
 
 
 ORACLE_FAMILIES = _all_families()
