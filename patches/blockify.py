@@ -166,7 +166,8 @@ def blockify(source: str) -> str:
     ):
         if re.search(pattern, body):
             raise ValueError(why)
-    declared_before = set(re.findall(r"(?:ggml_tensor|auto)\s*\*\s*(\w+)\s*[;=,]", source[:start]))
+    function = source.rfind("\n}", 0, start) + 1  # the graph's own declarations, not those of a function above it
+    declared_before = set(re.findall(r"(?:ggml_tensor|auto)\s*\*\s*(\w+)\s*[;=,]", source[function:start]))
     carried = sorted(name for name in declared_before - {"cur", "inpL"} if re.search(rf"\b{name}\s*=[^=]", body))
     if carried:
         raise ValueError(f"the body carries {', '.join(carried)} from one layer to the next")

@@ -3,7 +3,8 @@
 oracle tests (`test_archs_oracles.py`): granitemoe and minicpm (granite's graph), hunyuan-dense
 (hunyuan_vl's) and phimoe (phi3's, edited by hand), each with a loader (the tensors and keys
 below) or an architecture name of its own in the covered list, so each is checked on its own; and
-llama with experts (Mixtral: the llama architecture with a router in every block).
+llama with experts (Mixtral: the llama architecture with a router in every block), and glm4moe
+(its own graph, taken by blockify once declarations of the file's other graph were told apart).
 
 Not covered: qwen3tts (qwen3vl's graph; a speech model whose output layer has 3072 codec rows,
 not n_vocab: stock llama.cpp aborts on its logits, and llama.cpp's own architecture test skips it)."""
@@ -49,7 +50,33 @@ def phimoe_block(d: Dims) -> Shapes:
     return biased(attention(d), T.ATTN_NORM, T.ATTN_OUT) | biased(experts(d, d.n_ff), T.FFN_NORM)
 
 
+def glm4moe_block(d: Dims) -> Shapes:
+    """Post-attention norm (no FFN norm), sigmoid routing with a selection bias, one shared expert."""
+    shared = {
+        T.FFN_GATE_SHEXP: (d.n_ff_exp, d.n_embd),
+        T.FFN_UP_SHEXP: (d.n_ff_exp, d.n_embd),
+        T.FFN_DOWN_SHEXP: (d.n_embd, d.n_ff_exp),
+    }
+    routed = {key: shape for key, shape in experts(d, d.n_ff_exp).items() if key != T.FFN_NORM}
+    return attention(d) | {T.ATTN_POST_NORM: (d.n_embd,), (T.FFN_EXP_PROBS_B, "bias"): (d.n_expert,)} | routed | shared
+
+
+def glm4moe_metadata(writer: gguf.GGUFWriter, d: Dims) -> None:
+    moe_metadata(writer, d, n_ff=d.n_ff_exp)
+    writer.add_expert_shared_count(1)
+
+
 SPECS = (
+    # glm4moe (GLM-4.5, GLM-4.5-Air): the first block dense, as the real ones
+    OracleFamily(
+        "glm4moe",
+        glm4moe_block,
+        glm4moe_metadata,
+        n_dense_lead=1,
+        leading=lambda d: (
+            attention(d) | {T.ATTN_POST_NORM: (d.n_embd,)} | {k: v for k, v in dense_ffn(d).items() if k != T.FFN_NORM}
+        ),
+    ),
     # llama with experts (Mixtral): the llama graph, edited by hand, runs its MoE branch when the
     # block has a router; its numpy reference (tests/tiny_archs.py) covers the dense block only
     OracleFamily("llama", lambda d: attention(d) | experts(d, d.n_ff), lambda writer, d: moe_metadata(writer, d), variant="moe"),

@@ -109,6 +109,17 @@ def test_what_is_not_standard_is_refused_with_the_reason(edits: list[tuple[str, 
         blockify(source)
 
 
+def test_a_name_declared_by_another_function_of_the_file_is_not_carried() -> None:
+    """glm4moe's file has its MTP graph above the main one, declaring the names the main graph's body
+    declares again: only the graph's own declarations before its loop can be carried."""
+    above = "graph_mtp::graph_mtp() {\n    ggml_tensor * inpSA = nullptr;\n}\n\n"
+    assert blockify(above + GRAPH) == above + BLOCK
+    carried = GRAPH.replace("    ggml_tensor * inpL;\n", "    ggml_tensor * inpL;\n    ggml_tensor * inpSA;\n")
+    carried = carried.replace("        ggml_tensor * inpSA = inpL;", "        inpSA = inpL;")
+    with pytest.raises(ValueError, match="carries inpSA"):
+        blockify(carried)
+
+
 def test_every_generated_family_has_a_tiny_model_and_is_covered() -> None:
     from painters_gguf.runtime import plan_architectures
 
