@@ -242,16 +242,16 @@ def main() -> None:
         print(f"blockify: {LISTED.name} lists {len(archs)} families; run patches/build_wheel.py")
         return
     if args.table:
-        sys.stdout.write(coverage_table(sdist) + "\n" + features_table(sdist))
+        sources = sdist_sources(sdist)
+        sys.stdout.write(coverage_table(sources) + "\n" + features_table(sources))
         return
-    for family, status in statuses(sdist):
+    for family, status in statuses(sdist_sources(sdist)):
         print(f"{family.arch:24} {Path(family.path).name:24} {status}")
 
 
-def statuses(sdist: Path) -> list[tuple[Family, str]]:
+def statuses(sources: dict[str, str]) -> list[tuple[Family, str]]:
     """Every family with what becomes of it: covered (by hand, generated), refused (why),
     transformable, or by hand (why the transformation does not take it)."""
-    sources = sdist_sources(sdist)
     by_hand = hand_covered()
     generated = set(listed())
     found = []
@@ -301,11 +301,10 @@ def beyond_llama(source: str) -> list[str]:
     return found
 
 
-def features_table(sdist: Path) -> str:
+def features_table(sources: dict[str, str]) -> str:
     """The README's second table: each property beyond llama's block, with the covered families that have it."""
-    sources = sdist_sources(sdist)
     by_feature: dict[str, list[str]] = {name: [] for name, _ in BEYOND_LLAMA}
-    for family, status in statuses(sdist):
+    for family, status in statuses(sources):
         if status.startswith("covered"):
             for name in beyond_llama(sources[family.path]):
                 by_feature[name].append(f"`{family.arch}`")
@@ -313,10 +312,10 @@ def features_table(sdist: Path) -> str:
     return "| beyond llama's block | covered families (`general.architecture`) |\n|---|---|\n" + "\n".join(rows) + "\n"
 
 
-def coverage_table(sdist: Path) -> str:
+def coverage_table(sources: dict[str, str]) -> str:
     """The README's table: the families by what becomes of them, with their count."""
     groups: dict[str, list[str]] = {}
-    for family, status in statuses(sdist):
+    for family, status in statuses(sources):
         kind = status if status.startswith(("covered", "refused")) else "not yet covered (`blockify.py` says why)"
         groups.setdefault(kind, []).append(f"`{family.arch}`")
     order = sorted(groups, key=lambda kind: (not kind.startswith("covered"), kind.startswith("not yet"), kind))

@@ -130,16 +130,16 @@ def test_every_generated_family_has_a_tiny_model_and_is_covered() -> None:
 def test_the_readme_shows_the_coverage_table_of_the_library() -> None:
     """README's tables are `blockify.py --table`: the families llama.cpp has, by what becomes of them,
     and what each covered family's block does beyond llama's."""
-    from blockify import coverage_table, features_table
+    from blockify import coverage_table, features_table, sdist_sources
     from build_wheel import cache_root, fetch_sdist
 
     from painters_gguf.runtime import plan_architectures
 
-    sdist = fetch_sdist(cache_root())
-    table = coverage_table(sdist)
+    sources = sdist_sources(fetch_sdist(cache_root()))
+    table = coverage_table(sources)
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     assert table in readme, "regenerate with: .venv/bin/python patches/blockify.py --table"
-    assert features_table(sdist) in readme, "regenerate with: .venv/bin/python patches/blockify.py --table"
+    assert features_table(sources) in readme, "regenerate with: .venv/bin/python patches/blockify.py --table"
     covered = [line for line in table.splitlines() if line.startswith("| covered")]
     assert sorted(name.strip("` ") for line in covered for name in line.split("|")[2].split(",")) == sorted(plan_architectures())
 
