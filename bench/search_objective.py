@@ -112,7 +112,7 @@ def main() -> None:
         table.add_row(row["objective"], str(row["items"]), f"{row['spearman']:.3f}", *cells)
     console.print(table)
     console.print(
-        f"documents: {scores.documents} on search items, held-out {len(plans) * args.held_out * len(prepared)}; {seconds:.0f} s"
+        f"documents: {scores.documents()} on search items, held-out {len(plans) * args.held_out * len(prepared)}; {seconds:.0f} s"
     )
     if args.output:
         record = {"model": path.name, "tasks": args.tasks, "plans": [p.text for p in plans], "held_out": args.held_out}

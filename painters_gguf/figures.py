@@ -131,8 +131,9 @@ def frontier_figure(folder: Path, inputs: outputs.RunInputs, model: str, founds:
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.0), sharex=True, height_ratios=(2, 1))
     budgets = [found.budget for found in founds]
+    series = [(found.budget, found.frontier()) for found in founds]
     for method in frontier_methods(founds):
-        points = [(found.budget, found.frontier()[method]) for found in founds if method in found.frontier()]
+        points = [(budget, methods[method]) for budget, methods in series if method in methods]
         xs, scores = [x for x, _ in points], [s for _, s in points]
         style = {"linewidth": 2.2, "zorder": 3} if method == "search" else {"linewidth": 1.0, "alpha": 0.8}
         top.errorbar(xs, [s.mean for s in scores], yerr=[s.stderr for s in scores], marker="o", capsize=3, label=method, **style)

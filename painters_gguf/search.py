@@ -96,12 +96,16 @@ class Scores:
         """Documents a phase read: each plan's search items times the tasks (stored ones included)."""
         return sum(self.items_scored.get(phase, {}).values()) * len(self.prepared)
 
-    def on_search_items(self, plans: Sequence[Plan], n: int, phase: str = SEARCH) -> dict[Plan, Score]:
-        """The plans on the first n search items; `phase` counts their documents (the search, or a baseline)."""
-        prepared = [dataclasses.replace(prep, indices=prep.task.limit_indices(prep.docs, n)) for prep in self.prepared]
+    def count(self, plans: Iterable[Plan], n: int, phase: str) -> None:
+        """Count the plans' first n search items as read by `phase` (the search, or a baseline)."""
         counted = self.items_scored.setdefault(phase, {})
         for plan in plans:
             counted[plan] = max(counted.get(plan, 0), n)
+
+    def on_search_items(self, plans: Sequence[Plan], n: int, phase: str = SEARCH) -> dict[Plan, Score]:
+        """The plans on the first n search items, counted as read by `phase`."""
+        prepared = [dataclasses.replace(prep, indices=prep.task.limit_indices(prep.docs, n)) for prep in self.prepared]
+        self.count(plans, n, phase)
         return self._score(plans, prepared, "search")
 
     def on_held_out(self, plans: Sequence[Plan]) -> dict[Plan, Score]:
@@ -378,9 +382,7 @@ class Search:
 
     def score(self, candidates: Sequence[Candidate], n: int, phase: str = SEARCH) -> dict[Candidate, float]:
         plans = {c: c.plan(self.n_layer) for c in candidates}
-        counted = self.scores.items_scored.setdefault(phase, {})
-        for c in candidates:  # read before by another phase: counted for this one too
-            counted[plans[c]] = max(counted.get(plans[c], 0), n)
+        self.scores.count(plans.values(), n, phase)  # known from another phase: read by this one too
         missing = [c for c in candidates if (c, n) not in self.known]
         if missing:
             scored = self.scores.on_search_items([plans[c] for c in missing], n, phase)
