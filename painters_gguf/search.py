@@ -421,19 +421,13 @@ class Search:
             if len(around) > self.n_candidates:
                 around = self.rng.sample(around, self.n_candidates)
             seen |= set(around)
-            found = self.halving(around, f"beam round {round_ + 1}")
-            merged = self.rank([e.candidate for e in beam] + [e.candidate for e in found[: self.beam]], self.rungs[-1])
-            self.leaderboard(f"beam after round {round_ + 1}", merged)
-            beam = merged[: self.beam]  # unchanged: the next round tries neighbours not tried yet
+            beam = self.beam_round(beam, around, f"beam round {round_ + 1}", f"beam after round {round_ + 1}")
         for round_ in range(self.surrogate_rounds):
             proposed = self.surrogate_candidates(seen, self.n_candidates, beam)
             if not proposed:
                 break
             seen |= set(proposed)
-            found = self.halving(proposed, f"surrogate round {round_ + 1}")
-            merged = self.rank([e.candidate for e in beam] + [e.candidate for e in found[: self.beam]], self.rungs[-1])
-            self.leaderboard(f"beam after surrogate round {round_ + 1}", merged)
-            beam = merged[: self.beam]
+            beam = self.beam_round(beam, proposed, f"surrogate round {round_ + 1}", f"beam after surrogate round {round_ + 1}")
         search_documents = self.scores.documents(SEARCH)
         random_best = self.random_search(search_documents)
         baselines = {
@@ -476,6 +470,14 @@ class Search:
             versus,
             gap,
         )
+
+    def beam_round(self, beam: list[Entry], candidates: Sequence[Candidate], phase: str, after: str) -> list[Entry]:
+        """The candidates halved, and the beam kept from the old beam and their best (unchanged when
+        none is better: the next round tries candidates not tried yet)."""
+        found = self.halving(candidates, phase)
+        merged = self.rank([e.candidate for e in beam] + [e.candidate for e in found[: self.beam]], self.rungs[-1])
+        self.leaderboard(after, merged)
+        return merged[: self.beam]
 
     def surrogate_candidates(self, seen: set[Candidate], count: int, beam: Sequence[Entry]) -> list[Candidate]:
         """RYS-II's step: a gradient-boosted model of the objective, trained on every plan scored so
