@@ -404,6 +404,7 @@ def test_cli_search_killed_and_rerun_gives_the_same_result(tiny8: Model, planted
         (["--budgets", "0.75,0.75"], "--budgets 0.75,0.75: a budget given twice"),
         (["--budget", "0.75", "--plot", "figures"], "--plot draws the frontier across budgets: give --budgets"),
         (["--budget", "0.75", "--objective", "kl"], "Invalid value for '--objective'"),
+        (["--budget", "0.75", "--surrogate-rounds", "-1"], "Invalid value for '--surrogate-rounds'"),
     ],
 )
 def test_cli_search_refusals(tiny8: Model, planted_folder: Path, tmp_path: Path, options: list[str], message: str) -> None:
