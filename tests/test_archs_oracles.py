@@ -59,6 +59,13 @@ def test_plans_change_the_output(ctx_f32) -> None:
     assert_plans_differ(ctx_f32, ["0-5", *PLANS], TOKENS)
 
 
+def test_every_layer_runs_alone(ctx_f32) -> None:
+    """A plan of one layer: an input only some layers read (positions on RoPE layers, the mask of one
+    window kind, llama4's attention temperature) has no reader under some of these, and llama.cpp
+    aborted setting it (smollm3's plan 3, cohere2's 3)."""
+    assert_plans_differ(ctx_f32, [str(layer) for layer in range(6)], TOKENS)
+
+
 def test_sequential_plans_are_stock_llama_cpp_on_their_export(family, stock_lib_dir: Path, tmp_path: Path) -> None:
     arch, path, _ = family
     spec = ORACLE_FAMILIES[arch]

@@ -78,6 +78,15 @@ def test_plan_matches_reference(family, ctx_f32, text: str) -> None:
     assert relative_error(ctx_f32.logits(TOKENS), reference.logits(TOKENS, plan.executions())) < 1e-3
 
 
+def test_every_layer_runs_alone_as_the_reference(family, ctx_f32) -> None:
+    """A plan of one layer leaves inputs that only other layers read (positions, a window kind's
+    mask) without a reader; they still get buffers, and each layer alone is the reference's."""
+    reference, _, _ = family
+    for layer in range(reference.shape.n_layer):
+        ctx_f32.set_plan(Plan.sequential([layer]))
+        assert relative_error(ctx_f32.logits(TOKENS), reference.logits(TOKENS, [(layer,)])) < 1e-3, layer
+
+
 def test_plans_differ_from_each_other(ctx_f32) -> None:
     """The reference agreement above is not vacuous: the plans give clearly different logits."""
     assert_plans_differ(ctx_f32, PLAN_TEXTS, TOKENS)
