@@ -76,7 +76,29 @@ LEADING_DENSE = PositionalProperty(
     "a dense or an MoE FFN (the first leading_dense_block_count layers are dense)",
     lambda layer, meta: layer < int(meta("leading_dense_block_count") or 0),
 )
-POSITIONAL: dict[str, tuple[PositionalProperty, ...]] = {"smollm3": (NO_ROPE_EVERY_4TH,), "afmoe": (NO_ROPE_EVERY_4TH,)}
+MOE_INTERLEAVED = PositionalProperty(
+    "a dense or an MoE FFN (experts on every interleave_moe_layer_step-th layer)",
+    lambda layer, meta: _moe_step(meta) > 0 and (layer + 1) % _moe_step(meta) == 0,
+)
+LLAMA4_NO_ROPE = PositionalProperty(
+    "RoPE (skipped on every 4th layer by index; without a sliding window, on the last block)",
+    lambda layer, meta: (layer + 1) % _llama4_no_rope_step(meta) != 0,
+)
+POSITIONAL: dict[str, tuple[PositionalProperty, ...]] = {
+    "smollm3": (NO_ROPE_EVERY_4TH,),
+    "afmoe": (NO_ROPE_EVERY_4TH,),
+    "llama4": (LLAMA4_NO_ROPE, MOE_INTERLEAVED),
+    "ernie4_5-moe": (MOE_INTERLEAVED,),
+}
+
+
+def _moe_step(meta: Meta) -> int:
+    return int(meta("interleave_moe_layer_step") or 0)
+
+
+def _llama4_no_rope_step(meta: Meta) -> int:
+    """llama.cpp's n_no_rope_layer_step for llama4: 4, or the block count where sliding_window is 0."""
+    return int(meta("block_count") or 0) if meta("attention.sliding_window") == "0" else 4
 
 
 def positional_properties(arch: str, meta: Meta) -> tuple[PositionalProperty, ...]:

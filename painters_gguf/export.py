@@ -34,6 +34,7 @@ PER_LAYER_KEYS = (
     "attention.head_count",
     "attention.head_count_kv",
     "expert_used_count",
+    "expert_feed_forward_length",
     "swiglu_clamp_exp",
     "swiglu_clamp_shexp",
 )
@@ -92,9 +93,13 @@ def check_positional(model: Model, plan: Plan, layers: Sequence[int]) -> None:
             f"plan {plan.text!r} exports {len(layers)} blocks of {model.n_layer}: stock llama.cpp decides "
             f"{by_count.name} by the block count, so the file would not run as the plan"
         )
+
+    def exported_meta(key: str) -> str | None:  # the new file's: its block count is the plan's
+        return str(len(layers)) if key == "block_count" else meta(key)
+
     for found in positional_properties(model.arch, meta):
         for position, layer in enumerate(layers):
-            if found.of_layer(layer, meta) != found.of_layer(position, meta):
+            if found.of_layer(layer, meta) != found.of_layer(position, exported_meta):
                 raise PlanError(
                     f"plan {plan.text!r}: layer {layer} would stand as block {position}, where stock llama.cpp decides "
                     f"{found.name} differently: such a plan does not export (it runs under `eval --plan`)"

@@ -1,7 +1,5 @@
 """Tiny random F32 models of group 02's families (see tiny_oracle_archs.py): hy_v3 internlm2 jais laguna
-maincoder maple mellum mpt muse-glimmer nemotron olmo openelm orion pangu-embedded. Not covered: llama4,
-whose graph always builds the attention-temperature input that only its layers without RoPE use: a
-plan that runs none of them leaves it without a buffer, and llama.cpp aborts setting it."""
+llama4 maincoder maple mellum mpt muse-glimmer nemotron olmo openelm orion pangu-embedded."""
 
 from __future__ import annotations
 
@@ -147,11 +145,28 @@ def _openelm_block(d: Dims) -> Shapes:
     return {T.ATTN_NORM: (d.n_embd,), T.ATTN_QKV: (qkv, d.n_embd), T.ATTN_OUT: (d.n_embd, q)} | _qk_norm(d) | dense_ffn(d)
 
 
+# llama4: experts and an ungated shared expert on every other layer by index (interleave step 2), a
+# dense FFN on the others; no RoPE and no Q/K norm (the attention temperature instead) on every 4th
+# layer; chunked windows on the others (8192 tokens and a temperature of 1 below 8192, both fixed
+# by the loader: the tests' prompts do not reach them)
+def _llama4_metadata(writer: gguf.GGUFWriter, d: Dims) -> None:
+    moe_metadata(writer, d, n_ff=d.n_ff_exp)
+    writer.add_interleave_moe_layer_step(2)
+
+
 SPECS: list[OracleFamily] = [
     OracleFamily("hy_v3", _hy_v3_block, _hy_v3_metadata),
     OracleFamily("internlm2", lambda d: attention(d) | dense_ffn(d)),
     OracleFamily("jais", _jais_block, _alibi_metadata, head=_layer_norm_head),
     OracleFamily("laguna", _laguna_block, _laguna_metadata),
+    OracleFamily(
+        "llama4",
+        lambda d: attention(d) | experts(d, d.n_ff_exp) | _shared_expert_ungated(d, d.n_ff_exp),
+        _llama4_metadata,
+        positional=lambda layer: (layer + 1) % 4 != 0,
+        leading=lambda d: attention(d) | dense_ffn(d),
+        moe_step=2,
+    ),
     OracleFamily("maincoder", lambda d: attention(d) | _qk_norm(d) | dense_ffn(d)),
     OracleFamily("maple", _maple_block, _maple_metadata),
     OracleFamily("mellum", lambda d: attention(d) | _qk_norm(d) | experts(d, d.n_ff_exp), _mellum_metadata),

@@ -69,7 +69,7 @@ def test_every_layer_runs_alone(ctx_f32) -> None:
 def test_sequential_plans_are_stock_llama_cpp_on_their_export(family, stock_lib_dir: Path, tmp_path: Path) -> None:
     arch, path, _ = family
     spec = ORACLE_FAMILIES[arch]
-    plain = spec.positional is None and not spec.n_dense_lead
+    plain = spec.positional is None and not spec.n_dense_lead and not spec.moe_step
     for text in SEQUENTIAL if plain else [kind_keeping(spec.kind, 6), *[t for t in SEQUENTIAL if keeps_kinds(spec.kind, t)]]:
         exported_matches(path, text, TOKENS, stock_lib_dir, tmp_path)
 
@@ -109,26 +109,45 @@ def test_chunked_decode_equals_one_pass(family, ctx_f32, text: str, chunk: int) 
 
 @pytest.mark.parametrize("arch", sorted(arch for arch, family in ORACLE_FAMILIES.items() if family.positional))
 def test_positional_properties_follow_the_layer(arch: str, stock_lib_dir: Path, tmp_path: Path) -> None:
-    """smollm3 and afmoe skip RoPE on layer 3 (every 4th, by index). Under a plan the layer keeps
-    its kind wherever it runs; the plan that swaps it with layer 2 gives other logits than the
-    export would (where stock llama.cpp gives each block its position's kind), so export refuses it
-    by name, and one that keeps every layer on a position of its kind exports exactly."""
-    assert ORACLE_FAMILIES[arch].positional(3) != ORACLE_FAMILIES[arch].positional(2)  # type: ignore[misc]
-    path = ORACLE_FAMILIES[arch].write(tmp_path / f"tiny-{arch}.gguf")
-    moved, kept = Plan.parse("0,1,3,2,4,5"), Plan.parse("0,1,2,3,5,4")
+    """smollm3, afmoe and llama4 skip RoPE on layer 3 (every 4th, by index). Under a plan the layer
+    keeps its kind wherever it runs; the plan that swaps it with the nearest layer below it that has
+    RoPE and the same FFN (llama4: experts on every other layer) gives other logits than the export
+    would (where stock llama.cpp gives each block its position's kind), so export refuses it by name,
+    and one that keeps every layer on a position of its kind exports exactly."""
+    spec = ORACLE_FAMILIES[arch]
+    assert spec.positional is not None and not spec.positional(3)
+    partner = max(layer for layer in range(3) if spec.positional(layer) and spec.is_dense(layer) == spec.is_dense(3))
+    order = list(range(6))
+    order[3], order[partner] = partner, 3
+    moved, kept = Plan.sequential(order), Plan.parse(kind_keeping(spec.kind, 6))
+    path = spec.write(tmp_path / f"tiny-{arch}.gguf")
     with (
         Model(path) as model,
-        pytest.raises(PlanError, match="layer 3 would stand as block 2, where stock llama.cpp decides RoPE"),
+        pytest.raises(PlanError, match=f"layer 3 would stand as block {partner}, where stock llama.cpp decides RoPE"),
     ):
         export.export(model, moved, tmp_path / "moved.gguf")
     exported_matches(path, kept.text, TOKENS, stock_lib_dir, tmp_path)
     # the wrong semantics (the position's kind): the layers permuted in the file, run by stock llama.cpp
     permuted = tmp_path / "permuted.gguf"
     with Model(path) as model:
-        layers = [step[0] for step in moved.executions()]
-        export.write_blocks(model, moved, layers, permuted)
+        export.write_blocks(model, moved, order, permuted)
     by_position = stock_logits(stock_lib_dir, permuted, TOKENS, 128, tmp_path)
     assert relative_error(patched_logits(path, moved, TOKENS), by_position) > 1e-3
+
+
+@pytest.mark.parametrize("arch", sorted(arch for arch, family in ORACLE_FAMILIES.items() if family.moe_step))
+def test_interleaved_experts_follow_the_layer(arch: str, tmp_path: Path) -> None:
+    """llama4 routes experts on every other layer by index: under a plan a dense layer runs on an MoE
+    layer's position and repeated (its own FFN), and export refuses to move it there (stock
+    llama.cpp would look for experts in its block)."""
+    spec = ORACLE_FAMILIES[arch]
+    assert spec.is_dense(0) and not spec.is_dense(1)
+    path = spec.write(tmp_path / f"tiny-{arch}.gguf")
+    with Model(path) as model:
+        with pytest.raises(PlanError, match="layer 1 would stand as block 0, where stock llama.cpp decides a dense or an MoE"):
+            export.export(model, Plan.parse("1,0,2-5"), tmp_path / "moved.gguf")
+        with model.context(n_ctx=128, n_batch=64, kv_type="f32", flash_attn="off") as ctx:
+            assert_plans_differ(ctx, ["0-5", "1,0,2-5", "0x2,2-5", "{0,1},2-5"], TOKENS)
 
 
 def test_export_keeps_leading_dense_blocks_in_place() -> None:
@@ -146,6 +165,26 @@ def test_export_keeps_leading_dense_blocks_in_place() -> None:
     export.check_positional(model, Plan.parse("1,0,3,2,5,4"), [1, 0, 3, 2, 5, 4])  # type: ignore[arg-type]
     with pytest.raises(PlanError, match="layer 2 would stand as block 1, where stock llama.cpp decides a dense or an MoE FFN"):
         export.check_positional(model, Plan.parse("0,2,1"), [0, 2, 1])  # type: ignore[arg-type]
+
+
+def test_llama4_without_a_window_keeps_its_last_layer_last() -> None:
+    """llama4 with sliding_window 0 skips RoPE on the last block only (the step is the block count):
+    an export that keeps its last layer last exports at any block count; one that ends on another
+    layer puts a RoPE layer where stock llama.cpp would run none."""
+
+    class Metadata:
+        arch, n_layer = "llama4", 8
+
+        @staticmethod
+        def meta(key: str) -> str | None:
+            values = {"attention.sliding_window": "0", "block_count": "8", "interleave_moe_layer_step": "1"}
+            return values.get(key.removeprefix("llama4."))
+
+    model = Metadata()
+    for kept in ([1, 0, 2, 3, 4, 5, 6, 7], [0, 1, 2, 3, 4, 5, 7], [0, 0, 7]):
+        export.check_positional(model, Plan.sequential(kept), kept)  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match="layer 6 would stand as block 6, where stock llama.cpp decides RoPE"):
+        export.check_positional(model, Plan.parse("0-6"), list(range(7)))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

@@ -121,13 +121,19 @@ def copied_metadata(source: Path, layers: list[int], swa: set[int], tmp_path: Pa
 def test_per_layer_arrays_follow_the_new_order(tmp_path: Path) -> None:
     source = write_metadata_only(
         tmp_path / "meta.gguf",
-        {"feed_forward_length": [10, 11, 12, 13], "attention.head_count": [4, 5, 6, 7], "attention.head_count_kv": [1, 2, 1, 2]},
+        {
+            "feed_forward_length": [10, 11, 12, 13],
+            "attention.head_count": [4, 5, 6, 7],
+            "attention.head_count_kv": [1, 2, 1, 2],
+            "expert_feed_forward_length": [0, 8, 0, 9],
+        },
     )
     fields = copied_metadata(source, [3, 0, 0], {0, 2}, tmp_path)
     assert fields["llama.block_count"] == 3
     assert fields["llama.feed_forward_length"] == [13, 10, 10]
     assert fields["llama.attention.head_count"] == [7, 4, 4]
     assert fields["llama.attention.head_count_kv"] == [2, 1, 1]
+    assert fields["llama.expert_feed_forward_length"] == [9, 0, 0]
     assert fields["llama.attention.sliding_window_pattern"] == [False, True, True]
 
 

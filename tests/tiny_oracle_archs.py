@@ -99,6 +99,7 @@ class OracleFamily:
     chunk_tolerance: float = 1e-5  # chunked vs one-pass decoding: float32 summation order (GELU's fp16 table: more)
     n_dense_lead: int = 0  # leading dense blocks (leading_dense_block_count), their tensors from `leading`
     leading: Callable[[Dims], Shapes] | None = None
+    moe_step: int = 0  # experts only on every moe_step-th layer, by index (llama4's interleave step); the others from `leading`
     variant: str = ""  # a second model of a family (llama with experts: "moe"), named `<arch>-<variant>` in the tests
 
     @property
@@ -107,13 +108,17 @@ class OracleFamily:
 
     def kind(self, layer: int) -> tuple[bool, bool]:
         """What llama.cpp derives from a layer's index: its positional property, dense or MoE."""
-        return (self.positional(layer) if self.positional else True, layer < self.n_dense_lead)
+        return (self.positional(layer) if self.positional else True, self.is_dense(layer))
+
+    def is_dense(self, layer: int) -> bool:
+        """A layer llama.cpp gives a dense FFN (tensors from `leading`) where the others route experts."""
+        return layer < self.n_dense_lead or (self.moe_step > 0 and (layer + 1) % self.moe_step != 0)
 
     def write(self, path: Path, seed: int = 0) -> Path:
         dims, rng = self.dims, np.random.default_rng(seed)
         shapes = {tensor_name(key): shape for key, shape in self.head(dims).items()}
         for layer in range(dims.n_layer):
-            block = self.leading if layer < self.n_dense_lead and self.leading else self.block
+            block = self.leading if self.is_dense(layer) and self.leading else self.block
             shapes |= {tensor_name(key, layer): shape for key, shape in block(dims).items()}
         tensors = {name: _random(rng, name, shape) for name, shape in shapes.items()}
         return write_f32(path, self.arch, dims.n_vocab, self.metadata, tensors)
