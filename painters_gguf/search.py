@@ -407,19 +407,16 @@ class Search:
             alive = [e.candidate for e in ranked[: max(self.beam, math.ceil(len(ranked) / ETA))]]
         raise AssertionError("no rungs")
 
-    def run(self, proxies: Proxies) -> Found:
+    def explore(self, proxies: Proxies) -> tuple[list[Entry], set[Candidate]]:
+        """The search proper: halving of the first candidates, the beam rounds, the surrogate
+        rounds; the final beam and every candidate tried."""
         ranked = self.halving(self.first_candidates(proxies), "halving")
         beam = ranked[: self.beam]
         seen = {e.candidate for e in ranked}
         for round_ in range(self.rounds):
-            around = [
-                n for e in beam for n in e.candidate.neighbours(self.n_layer, self.max_slots) if n not in seen and self.allowed(n)
-            ]
-            around = list(dict.fromkeys(around))
+            around = self.neighbour_candidates(beam, seen)
             if not around:
                 break
-            if len(around) > self.n_candidates:
-                around = self.rng.sample(around, self.n_candidates)
             seen |= set(around)
             beam = self.beam_round(beam, around, f"beam round {round_ + 1}", f"beam after round {round_ + 1}")
         for round_ in range(self.surrogate_rounds):
@@ -428,6 +425,19 @@ class Search:
                 break
             seen |= set(proposed)
             beam = self.beam_round(beam, proposed, f"surrogate round {round_ + 1}", f"beam after surrogate round {round_ + 1}")
+        return beam, seen
+
+    def neighbour_candidates(self, beam: Sequence[Entry], seen: set[Candidate]) -> list[Candidate]:
+        """A beam round's candidates: the beam's neighbours not tried yet (a sample of them, at most
+        the candidate count)."""
+        around = [
+            n for e in beam for n in e.candidate.neighbours(self.n_layer, self.max_slots) if n not in seen and self.allowed(n)
+        ]
+        around = list(dict.fromkeys(around))
+        return self.rng.sample(around, self.n_candidates) if len(around) > self.n_candidates else around
+
+    def run(self, proxies: Proxies) -> Found:
+        beam, _ = self.explore(proxies)
         search_documents = self.scores.documents(SEARCH)
         random_best = self.random_search(search_documents)
         baselines = {
@@ -483,19 +493,9 @@ class Search:
         """RYS-II's step: a gradient-boosted model of the objective, trained on every plan scored so
         far (each on the items it was scored on, weighted by their number), ranks a pool of plans
         within the budget (random ones, and the beam's neighbours); the best `count` not yet seen."""
-        try:
-            from sklearn.ensemble import GradientBoostingRegressor
-        except ImportError:
-            raise PaintersError("--surrogate-rounds needs scikit-learn: pip install 'painters-gguf[search]'") from None
-        known = [(c, n, value) for (c, n), value in self.known.items() if math.isfinite(value)]
-        if len(known) < 2:
+        predict = self.surrogate()
+        if predict is None:
             return []
-        model = GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.05, random_state=self.seed)
-        model.fit(
-            np.array([self.features(c) for c, _, _ in known]),
-            np.array([value for _, _, value in known]),
-            sample_weight=np.array([n for _, n, _ in known], dtype=float),
-        )
         rng = random.Random(f"surrogate {self.seed} {len(seen)}")
         pool = [n for e in beam for n in e.candidate.neighbours(self.n_layer, self.max_slots)]
         pool += [self.random_candidate(rng) for _ in range(SURROGATE_POOL)]
@@ -504,8 +504,27 @@ class Search:
         unique = [c for c in dict.fromkeys(pool) if self.allowed(c) and c not in seen]
         if not unique:
             return []
-        predicted = model.predict(np.array([self.features(c) for c in unique]))
+        predicted = predict(unique)
         return [unique[i] for i in np.argsort(-predicted, kind="stable")[:count]]
+
+    def surrogate(self) -> Callable[[Sequence[Candidate]], np.ndarray] | None:
+        """The objective predicted from a plan's features, by a gradient-boosted model trained on
+        every plan scored so far (each on the items it was scored on, weighted by their number);
+        None before two plans have a finite score."""
+        try:
+            from sklearn.ensemble import GradientBoostingRegressor
+        except ImportError:
+            raise PaintersError("--surrogate-rounds needs scikit-learn: pip install 'painters-gguf[search]'") from None
+        known = [(c, n, value) for (c, n), value in self.known.items() if math.isfinite(value)]
+        if len(known) < 2:
+            return None
+        model = GradientBoostingRegressor(n_estimators=200, max_depth=3, learning_rate=0.05, random_state=self.seed)
+        model.fit(
+            np.array([self.features(c) for c, _, _ in known]),
+            np.array([value for _, _, value in known]),
+            sample_weight=np.array([n for _, n, _ in known], dtype=float),
+        )
+        return lambda candidates: model.predict(np.array([self.features(c) for c in candidates]))
 
     def features(self, candidate: Candidate) -> list[float]:
         """A plan for the surrogate: per layer, dropped, run again, first of a parallel pair."""
