@@ -1,7 +1,8 @@
 """Does the surrogate help the search per document spent? One more round after the search's beam
 rounds, either way, from the same beam: the beam's neighbours (what `--rounds` adds) or the plans
 a gradient-boosted surrogate of the objective picks (what `--surrogate-rounds` adds). Both halve
-the same number of candidates over the same rungs, so they read the same documents; compared: the
+the same number of candidates over the same rungs: the same documents by construction (a plan
+both rounds try is scored once, through the store); compared: the
 best plan each finds on the search items, and on held-out items (paired), and how well the
 surrogate, trained on the plans scored before the round, ranks the neighbours' scores it never saw
 (Spearman). Every score goes through the results store: a rerun reads it.

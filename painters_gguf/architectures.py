@@ -88,7 +88,6 @@ POSITIONAL: dict[str, tuple[PositionalProperty, ...]] = {
     "smollm3": (NO_ROPE_EVERY_4TH,),
     "afmoe": (NO_ROPE_EVERY_4TH,),
     "llama4": (LLAMA4_NO_ROPE, MOE_INTERLEAVED),
-    "ernie4_5-moe": (MOE_INTERLEAVED,),
 }
 
 
