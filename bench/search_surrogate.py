@@ -59,7 +59,7 @@ def main() -> None:
     before = scores.documents(SEARCH)
     predict = search.surrogate()
     assert predict is not None, "the search scored fewer than two plans"
-    proposed = search.surrogate_candidates(seen, search.n_candidates, beam)  # from the state before either round
+    proposed = search.surrogate_candidates(seen, search.n_candidates, beam, predict)  # from the state before either round
     surrogate_beam = search.beam_round(beam, proposed, "surrogate round", "beam after the surrogate round")
     around = search.neighbour_candidates(beam, seen)  # what the next beam round would try (the same random stream)
     beam_beam = search.beam_round(beam, around, "beam round", "beam after the beam round")

@@ -42,6 +42,7 @@ from painters_gguf.plan import Plan
 ETA = 3  # successive halving keeps the best 1/ETA of a rung, on ETA times the items
 SURROGATE_POOL = 4000  # random plans the surrogate ranks in each of its rounds (with the beam's neighbours)
 SEARCH, RANDOM_SEARCH, SLEB = "search", "random search", "SLEB"  # the phases whose documents are counted
+Predictor = Callable[[Sequence[Candidate]], np.ndarray]  # the surrogate: plans -> their predicted objective
 
 
 @dataclasses.dataclass(frozen=True)
@@ -489,11 +490,14 @@ class Search:
         self.leaderboard(after, merged)
         return merged[: self.beam]
 
-    def surrogate_candidates(self, seen: set[Candidate], count: int, beam: Sequence[Entry]) -> list[Candidate]:
+    def surrogate_candidates(
+        self, seen: set[Candidate], count: int, beam: Sequence[Entry], predict: Predictor | None = None
+    ) -> list[Candidate]:
         """RYS-II's step: a gradient-boosted model of the objective, trained on every plan scored so
         far (each on the items it was scored on, weighted by their number), ranks a pool of plans
-        within the budget (random ones, and the beam's neighbours); the best `count` not yet seen."""
-        predict = self.surrogate()
+        within the budget (random ones, and the beam's neighbours); the best `count` not yet seen.
+        `predict`: that model when the caller has fitted it (`surrogate()`), else it is fitted here."""
+        predict = predict or self.surrogate()
         if predict is None:
             return []
         rng = random.Random(f"surrogate {self.seed} {len(seen)}")
@@ -507,7 +511,7 @@ class Search:
         predicted = predict(unique)
         return [unique[i] for i in np.argsort(-predicted, kind="stable")[:count]]
 
-    def surrogate(self) -> Callable[[Sequence[Candidate]], np.ndarray] | None:
+    def surrogate(self) -> Predictor | None:
         """The objective predicted from a plan's features, by a gradient-boosted model trained on
         every plan scored so far (each on the items it was scored on, weighted by their number);
         None before two plans have a finite score."""

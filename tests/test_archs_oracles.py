@@ -135,38 +135,6 @@ def test_positional_properties_follow_the_layer(arch: str, stock_lib_dir: Path, 
     assert relative_error(patched_logits(path, moved, TOKENS), by_position) > 1e-3
 
 
-@pytest.mark.parametrize("arch", sorted(arch for arch, family in ORACLE_FAMILIES.items() if family.moe_step))
-def test_interleaved_experts_follow_the_layer(arch: str, tmp_path: Path) -> None:
-    """llama4 routes experts on every other layer by index: under a plan a dense layer runs on an MoE
-    layer's position and repeated (its own FFN), and export refuses to move it there (stock
-    llama.cpp would look for experts in its block)."""
-    spec = ORACLE_FAMILIES[arch]
-    assert spec.is_dense(0) and not spec.is_dense(1)
-    path = spec.write(tmp_path / f"tiny-{arch}.gguf")
-    with Model(path) as model:
-        with pytest.raises(PlanError, match="layer 1 would stand as block 0, where stock llama.cpp decides a dense or an MoE"):
-            export.export(model, Plan.parse("1,0,2-5"), tmp_path / "moved.gguf")
-        with model.context(n_ctx=128, n_batch=64, kv_type="f32", flash_attn="off") as ctx:
-            assert_plans_differ(ctx, ["0-5", "1,0,2-5", "0x2,2-5", "{0,1},2-5"], TOKENS)
-
-
-def test_export_keeps_leading_dense_blocks_in_place() -> None:
-    """A model with leading dense blocks (any family's leading_dense_block_count): a dense layer may
-    not export to an MoE position or the other way round; within each kind, reorders export."""
-
-    class Metadata:
-        arch, n_layer = "laguna", 6
-
-        @staticmethod
-        def meta(key: str) -> str | None:
-            return {"laguna.leading_dense_block_count": "2"}.get(key)
-
-    model = Metadata()
-    export.check_positional(model, Plan.parse("1,0,3,2,5,4"), [1, 0, 3, 2, 5, 4])  # type: ignore[arg-type]
-    with pytest.raises(PlanError, match="layer 2 would stand as block 1, where stock llama.cpp decides a dense or an MoE FFN"):
-        export.check_positional(model, Plan.parse("0,2,1"), [0, 2, 1])  # type: ignore[arg-type]
-
-
 def test_llama4_without_a_window_keeps_its_last_layer_last() -> None:
     """llama4 with sliding_window 0 skips RoPE on the last block only (the step is the block count):
     an export that keeps its last layer last exports at any block count; one that ends on another
@@ -217,14 +185,19 @@ def test_refused_families_say_why() -> None:
     assert "KV shared across layers" in (refusal("gemma3n") or "") and refusal("qwen3moe") is None
 
 
-@pytest.mark.parametrize("arch", sorted(arch for arch, family in ORACLE_FAMILIES.items() if family.n_dense_lead))
+@pytest.mark.parametrize(
+    "arch", sorted(arch for arch, family in ORACLE_FAMILIES.items() if family.n_dense_lead or family.moe_step)
+)
 def test_a_dense_layer_runs_anywhere_but_exports_only_in_place(arch: str, tmp_path: Path) -> None:
-    """deepseek and dots1 with a leading dense block: under a plan it runs after the MoE layers, and
-    repeated (its own FFN, by its own index); export refuses to move it (stock llama.cpp would look
-    for MoE tensors there)."""
-    path = ORACLE_FAMILIES[arch].write(tmp_path / f"tiny-{arch}.gguf")
+    """Layer 0 is dense and layer 1 routes experts, by index: deepseek's, dots1's and glm4moe's
+    leading dense block, llama4's experts on every other layer. Under a plan the dense layer runs
+    after MoE layers, on an MoE layer's position, and repeated (its own FFN, by its own index);
+    export refuses to move it (stock llama.cpp would look for experts in its block)."""
+    spec = ORACLE_FAMILIES[arch]
+    assert spec.is_dense(0) and not spec.is_dense(1)
+    path = spec.write(tmp_path / f"tiny-{arch}.gguf")
     with Model(path) as model:
         with pytest.raises(PlanError, match="layer 1 would stand as block 0, where stock llama.cpp decides a dense or an MoE"):
             export.export(model, Plan.parse("1,0,2-5"), tmp_path / "moved.gguf")
         with model.context(n_ctx=128, n_batch=64, kv_type="f32", flash_attn="off") as ctx:
-            assert_plans_differ(ctx, ["0-5", "1-5,0", "0x3,1-5", "{0,1},2-5"], TOKENS)
+            assert_plans_differ(ctx, ["0-5", "1-5,0", "1,0,2-5", "0x3,1-5", "0x2,2-5", "{0,1},2-5"], TOKENS)
