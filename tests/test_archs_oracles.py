@@ -135,6 +135,23 @@ def test_positional_properties_follow_the_layer(arch: str, stock_lib_dir: Path, 
     assert relative_error(patched_logits(path, moved, TOKENS), by_position) > 1e-3
 
 
+def test_export_keeps_leading_dense_blocks_in_place() -> None:
+    """A model with leading dense blocks (any family's leading_dense_block_count): a dense layer may
+    not export to an MoE position or the other way round; within each kind, reorders export."""
+
+    class Metadata:
+        arch, n_layer = "laguna", 6
+
+        @staticmethod
+        def meta(key: str) -> str | None:
+            return {"laguna.leading_dense_block_count": "2"}.get(key)
+
+    model = Metadata()
+    export.check_positional(model, Plan.parse("1,0,3,2,5,4"), [1, 0, 3, 2, 5, 4])  # type: ignore[arg-type]
+    with pytest.raises(PlanError, match="layer 2 would stand as block 1, where stock llama.cpp decides a dense or an MoE FFN"):
+        export.check_positional(model, Plan.parse("0,2,1"), [0, 2, 1])  # type: ignore[arg-type]
+
+
 def test_llama4_without_a_window_keeps_its_last_layer_last() -> None:
     """llama4 with sliding_window 0 skips RoPE on the last block only (the step is the block count):
     an export that keeps its last layer last exports at any block count; one that ends on another
