@@ -7,7 +7,8 @@ items after them, through one results store (a rerun reads it). Each objective o
 `painters_gguf.objectives`, on the first n search items (n = each of --items), is compared with
 the held-out mean normalized accuracy: Spearman's rank correlation over all plans and within each
 budget, and the held-out accuracy of the plan each objective puts first within each budget next to
-the best any plan reaches there.
+the best any plan reaches there. The overall correlation comes with a 95% bootstrap interval
+(plans resampled).
 
   .venv/bin/python bench/search_objective.py --threads 2
   .venv/bin/python bench/search_objective.py -m gemma3-270m --plans 48 --held-out 100 -o objective.json
@@ -23,7 +24,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-from scipy.stats import spearmanr
+from scipy.stats import bootstrap, spearmanr
 
 from painters_gguf import tasks
 from painters_gguf.candidates import measure_proxies
@@ -87,12 +88,18 @@ def main() -> None:
                     "chosen_held_out": truth[first],
                     "best_held_out": max(truth[p] for p in found),
                 }
-            overall = float(spearmanr([value[p] for p in plans], [truth[p] for p in plans]).statistic)
+            values = [value[p] for p in plans]
+            truths = [truth[p] for p in plans]
+            interval = bootstrap(
+                (values, truths), lambda v, t: spearmanr(v, t).statistic, paired=True, vectorized=False, n_resamples=2000, rng=0
+            ).confidence_interval
             measured[f"{objective.value}@{n}"] = {
                 "objective": objective.value,
                 "items": n,
-                "spearman": overall,
+                "spearman": float(spearmanr(values, truths).statistic),
+                "spearman_95": [float(interval.low), float(interval.high)],
                 "budgets": per_budget,
+                "values": values,
             }
 
     console = Console()
@@ -104,18 +111,20 @@ def main() -> None:
     )
     table.add_column("objective")
     table.add_column("items", justify="right")
-    table.add_column("ρ, all plans", justify="right")
+    table.add_column("ρ, all plans (95%)", justify="right")
     for budget in budgets:
         table.add_column(f"{budget:g}: ρ / chosen (best)", justify="right")
     for row in measured.values():
         cells = [f"{b['spearman']:.3f} / {b['chosen_held_out']:.3f} ({b['best_held_out']:.3f})" for b in row["budgets"].values()]
-        table.add_row(row["objective"], str(row["items"]), f"{row['spearman']:.3f}", *cells)
+        low, high = row["spearman_95"]
+        table.add_row(row["objective"], str(row["items"]), f"{row['spearman']:.3f} ({low:.2f}–{high:.2f})", *cells)
     console.print(table)
     console.print(
         f"documents: {scores.documents()} on search items, held-out {len(plans) * args.held_out * len(prepared)}; {seconds:.0f} s"
     )
     if args.output:
         record = {"model": path.name, "tasks": args.tasks, "plans": [p.text for p in plans], "held_out": args.held_out}
+        record |= {"held_out_accuracy": [truth[p] for p in plans]}
         Path(args.output).write_text(json.dumps(record | {"measured": measured}, indent=2))
 
 
