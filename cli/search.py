@@ -29,7 +29,7 @@ LEADERBOARD_ROWS = 5
 
 def leaderboard(bar: Progress, n_layer: int, objective: Objective, prefix: str) -> Callable[[str, Sequence[Entry]], None]:
     def show(phase: str, ranking: Sequence[Entry]) -> None:
-        table = Table(caption=f"score: the objective ({objective.value}) on the search items so far (the full model: 1)")
+        table = Table(caption=f"score: the objective ({objective.value}) on the items named above (the full model: 1)")
         table.add_column("#", justify="right")
         table.add_column("plan", overflow="fold")
         table.add_column("blocks", justify="right")
@@ -153,8 +153,17 @@ def search(
         Objective, typer.Option("--objective", help="What the search ranks plans by on its items (the final table: accuracy).")
     ] = DEFAULT_OBJECTIVE,
     search_items: Annotated[int, typer.Option("--search-items", min=1, help="Items per task the search scores on.")] = 32,
+    confirm_items: Annotated[
+        int,
+        typer.Option(
+            "--confirm-items",
+            min=0,
+            help="Items per task after the search items on which the final beam is re-ranked (0: ranked on the search items).",
+        ),
+    ] = 0,
     held_out: Annotated[
-        int, typer.Option("--held-out", min=1, help="Items per task after the search items, for the final table.")
+        int,
+        typer.Option("--held-out", min=1, help="Items per task after the search (and confirmation) items, for the final table."),
     ] = 120,
     candidates: Annotated[
         int, typer.Option("--candidates", min=4, max=4096, help="Plans in the first halving and in each beam round.")
@@ -214,7 +223,7 @@ def search(
     n_layer = session.model.n_layer
     runners = [
         Search(
-            Scores(session.evaluator, session.prepared, search_items, held_out, objective=objective),
+            Scores(session.evaluator, session.prepared, search_items, held_out, confirm_items=confirm_items, objective=objective),
             n_layer,
             each,
             candidates=candidates,
@@ -268,7 +277,8 @@ def search(
                 "searches": [as_json(found, n_layer) for found in founds],
             }
         )
-        outputs.write_text(json_path, [outputs.dumps(record | {"objective": objective.value}, indent=2)])
+        items = {"search_items": search_items, "confirm_items": confirm_items, "held_out_items": held_out}
+        outputs.write_text(json_path, [outputs.dumps(record | {"objective": objective.value} | items, indent=2)])
         err.print(f"wrote {untrusted(json_path)}")
     if plot is not None:
         for path in figures.frontier_figure(plot, inputs, session.path.name, founds):

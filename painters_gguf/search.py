@@ -13,7 +13,9 @@ written to) the results store:
 3. a beam search around the best: each plan's neighbours (a dropped layer moved by one, the
    repeated block grown, shrunk or shifted, a parallel pair toggled) halved the same way;
 4. optionally (RYS-II), rounds whose candidates a gradient-boosted surrogate of the objective,
-   trained on every plan scored so far, picks from thousands of plans within the budget.
+   trained on every plan scored so far, picks from thousands of plans within the budget;
+5. optionally, the final beam re-ranked on confirmation items it has not seen (the winner's
+   curse: each plan's score on the search items is the best of many draws).
 Baselines at the same budget: the paper's skip at the matching N, block-influence pruning, the
 contiguous block of the smallest angular distance, SLEB (layers dropped one at a time, each
 removal scored on the first rung's items), and random search given the documents the search
@@ -59,7 +61,8 @@ class Score:
 
 
 class Scores:
-    """Plans scored on the first n search items (or on the held-out items) through the store."""
+    """Plans scored on the first n search items (or on the confirmation or held-out items, which
+    follow them in that order) through the store."""
 
     def __init__(
         self,
@@ -68,6 +71,7 @@ class Scores:
         search_items: int,
         held_out: int,
         *,
+        confirm_items: int = 0,
         objective: Objective = DEFAULT_OBJECTIVE,
         progress: Progress = lambda n: None,
     ) -> None:
@@ -76,21 +80,33 @@ class Scores:
         self.engine = Engine(evaluator)
         self.prepared = list(prepared)
         self.search_items = search_items
+        self.confirm_items = confirm_items  # after the search items: the final beam re-ranked on them
         self.progress = progress
         self.items_scored: dict[str, dict[Plan, int]] = {}  # phase -> search items each plan was scored on (the first n)
         self.evaluated: list[tuple[str, str, str, tuple[int, ...]]] = []  # (phase, plan, task, items) of every score read
         self.held_out_sets: dict[str, list[int]] = {}  # task -> its held-out items
+        self.confirm_sets: dict[str, list[int]] = {}  # task -> its confirmation items
         self.held_out_scores: dict[Plan, list[TaskScores]] = {}  # per plan, each task's scores on its held-out items
         self.held_out_reference: list[tuple[PreparedTask, TaskScores]] = []  # each task on them, with the full model's
         for prep in self.prepared:
             search = prep.task.limit_indices(prep.docs, search_items)
-            taken = set(search)
-            held = [i for i in prep.task.limit_indices(prep.docs, search_items + held_out) if i not in taken]
-            if len(search) < search_items or len(held) < held_out:
-                raise PaintersError(
-                    f"{prep.task.name}: {len(prep.docs)} documents, fewer than the {search_items} search items "
-                    f"and {held_out} held-out items asked; give smaller --search-items or --held-out"
+            read = prep.task.limit_indices(prep.docs, search_items + confirm_items)
+            searched, read_before = frozenset(search), frozenset(read)
+            confirm = [i for i in read if i not in searched]
+            held = [
+                i for i in prep.task.limit_indices(prep.docs, search_items + confirm_items + held_out) if i not in read_before
+            ]
+            if len(search) < search_items or len(confirm) < confirm_items or len(held) < held_out:
+                asked = (
+                    f"{search_items} search items, {confirm_items} confirmation items"
+                    if confirm_items
+                    else f"{search_items} search items"
                 )
+                raise PaintersError(
+                    f"{prep.task.name}: {len(prep.docs)} documents, fewer than the {asked} "
+                    f"and {held_out} held-out items asked; give smaller --search-items, --confirm-items or --held-out"
+                )
+            self.confirm_sets[prep.task.name] = confirm
             self.held_out_sets[prep.task.name] = held
 
     def documents(self, phase: str = SEARCH) -> int:
@@ -108,6 +124,13 @@ class Scores:
         prepared = [dataclasses.replace(prep, indices=prep.task.limit_indices(prep.docs, n)) for prep in self.prepared]
         self.count(plans, n, phase)
         return self._score(plans, prepared, "search")
+
+    def on_confirmation_items(self, plans: Sequence[Plan]) -> dict[Plan, Score]:
+        """The plans on the confirmation items alone (none of them ranked a plan before), counted
+        as read by the search: each plan's first search + confirmation items."""
+        prepared = [dataclasses.replace(prep, indices=self.confirm_sets[prep.task.name]) for prep in self.prepared]
+        self.count(plans, self.search_items + self.confirm_items, SEARCH)
+        return self._score(plans, prepared, "confirmation")
 
     def on_held_out(self, plans: Sequence[Plan]) -> dict[Plan, Score]:
         prepared = [dataclasses.replace(prep, indices=self.held_out_sets[prep.task.name]) for prep in self.prepared]
@@ -194,8 +217,9 @@ Leaderboard = Callable[[str, Sequence[Entry]], None]  # told (phase, ranking) af
 
 @dataclasses.dataclass(frozen=True)
 class Gap:
-    """The search's choice (its best plan on the search items) minus the baseline best on the
-    held-out items, on those items (paired): the baselines get the benefit of the choice."""
+    """The search's choice (its best plan on the search items, or on the confirmation items when
+    it has them) minus the baseline best on the held-out items, on those items (paired): the
+    baselines get the benefit of the choice."""
 
     search: str  # its label, "search #1"
     baseline: str
@@ -215,7 +239,7 @@ class Found:
     budget: float
     max_slots: int
     influence: list[float]
-    search: list[Entry]  # the final beam, best first
+    search: list[Entry]  # the final beam, best first (on the confirmation items when there are some)
     baselines: dict[str, Plan]  # name -> plan: paper skip, block/angular pruning, SLEB, random search, full model
     held_out: dict[str, tuple[Plan, Score]]  # label -> (plan, held-out score), finalists and baselines
     documents: dict[str, int]  # documents each phase read: the search, random search, SLEB (stored ones included)
@@ -295,7 +319,7 @@ class Search:
                 alive = min(alive, max(self.beam, math.ceil(alive / ETA)))
             return documents
 
-        search = halving(self.n_candidates) * (1 + self.rounds + self.surrogate_rounds)
+        search = halving(self.n_candidates) * (1 + self.rounds + self.surrogate_rounds) + self.beam * self.scores.confirm_items
         sleb = sum(self.n_layer - k for k in range(self.n_dropped)) * self.rungs[0]
         held_out = (self.beam + 5) * len(next(iter(self.scores.held_out_sets.values()), []))
         return (2 * search + sleb + held_out) * len(self.scores.prepared)
@@ -437,8 +461,22 @@ class Search:
         around = list(dict.fromkeys(around))
         return self.rng.sample(around, self.n_candidates) if len(around) > self.n_candidates else around
 
+    def confirm(self, beam: list[Entry]) -> list[Entry]:
+        """The final beam re-ranked by the objective on the confirmation items alone: its order on
+        the search items is biased towards the plans whose luck those items favoured (each plan there
+        is the best of many), and fresh items are not (the first of equals keeps its place)."""
+        n = self.scores.confirm_items
+        if not n:
+            return beam
+        scored = self.scores.on_confirmation_items([e.plan for e in beam])
+        value = {e.plan: scored[e.plan].objective if math.isfinite(scored[e.plan].objective) else -math.inf for e in beam}
+        ranked = [dataclasses.replace(e, score=value[e.plan], items=n) for e in sorted(beam, key=lambda e: -value[e.plan])]
+        self.leaderboard(f"the final beam on {n} confirmation items", ranked)
+        return ranked
+
     def run(self, proxies: Proxies) -> Found:
         beam, _ = self.explore(proxies)
+        beam = self.confirm(beam)
         search_documents = self.scores.documents(SEARCH)
         random_best = self.random_search(search_documents)
         baselines = {

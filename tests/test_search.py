@@ -9,6 +9,7 @@ import os
 import random
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from painters_gguf.evaluate import Evaluator, PreparedTask, Settings, TaskScores
 from painters_gguf.objectives import Objective
 from painters_gguf.plan import Plan
 from painters_gguf.runtime import Model
-from painters_gguf.search import Found, Scores, Search, _normalized, _rungs, paired_difference
+from painters_gguf.search import Entry, Found, Scores, Search, _normalized, _rungs, paired_difference
 from painters_gguf.store import Store
 from painters_gguf.tasks import TASKS
 
@@ -189,11 +190,14 @@ def run_search(
     exportable: bool = False,
     surrogate_rounds: int = 0,
     phases: list[str] | None = None,
+    confirm_items: int = 0,
 ) -> tuple[Found, Scores]:
     ev = evaluator(model, db)
     prepared = [prepare(TASKS["arc_easy"], data, None, ev.settings)]
     progress = read.append if read is not None else lambda n: None
-    scores = Scores(ev, prepared, 16, 16, objective=Objective.ACCURACY, progress=progress)  # the planted plan: best in accuracy
+    scores = Scores(  # the planted plan: best in accuracy
+        ev, prepared, 16, 16, confirm_items=confirm_items, objective=Objective.ACCURACY, progress=progress
+    )
     search = Search(
         scores,
         model.n_layer,
@@ -278,6 +282,53 @@ def test_surrogate_rounds_run_after_the_beam_and_keep_the_planted_plan(tiny8: Mo
     assert found.documents["search"] > plain.documents["search"]  # its candidates were new plans
 
 
+def test_confirmation_items_rerank_the_final_beam_and_stay_apart(tiny8: Model, tmp_path: Path) -> None:
+    """--confirm-items: the final beam is scored on the items after the search items and before the
+    held-out ones, and re-ranked by them; those documents count as the search's."""
+    plan = Candidate(dropped=frozenset({2, 5})).plan(N_LAYER)
+    data = planted_data(tiny8, plan, tmp_path / "data")
+    plain, _ = run_search(tiny8, data, tmp_path / "search.db", 0.75)
+    phases: list[str] = []
+    found, scores = run_search(tiny8, data, tmp_path / "search.db", 0.75, phases=phases, confirm_items=8)
+    after_beam = max(i for i, p in enumerate(phases) if p.startswith("beam after round"))
+    assert phases[after_beam + 1] == "the final beam on 8 confirmation items"  # then the baselines
+    assert found.search[0].plan == plan and found.held_out["search #1"][0] == plan  # best on every item
+    assert {e.plan for e in found.search} == {e.plan for e in plain.search}  # the same beam, items 0..15 alike
+    assert [e.items for e in found.search] == [8, 8]
+    assert found.documents["search"] == plain.documents["search"] + 2 * 8  # the beam of 2 on 8 more items, one task
+    assert scores.confirm_sets["arc_easy"] == list(range(16, 24))
+    assert scores.held_out_sets["arc_easy"] == list(range(24, 40))
+    by_phase: dict[str, set[int]] = {}
+    for phase, _, _, items in scores.evaluated:
+        by_phase.setdefault(phase, set()).update(items)
+    assert by_phase["search"] <= set(range(16)) and by_phase["confirmation"] == set(range(16, 24))
+    assert by_phase["held-out"] == set(range(24, 40))
+
+
+def test_confirmation_orders_the_beam_by_the_fresh_items_alone() -> None:
+    """The beam's order on the search items is replaced by its order on the confirmation items
+    (the first of equals keeps its place); without confirmation items it is left as it is."""
+    plans = [Candidate(dropped=frozenset({k})) for k in (1, 2, 3)]
+    beam = [Entry(c, c.plan(N_LAYER), score, 16) for c, score in zip(plans, (0.9, 0.8, 0.7), strict=True)]
+    fresh = {plans[0]: 0.2, plans[1]: 0.5, plans[2]: 0.2}
+    seen: list[str] = []
+
+    class Confirming:
+        confirm_items = 8
+
+        def on_confirmation_items(self, asked: list[Plan]) -> dict[Plan, SimpleNamespace]:
+            return {c.plan(N_LAYER): SimpleNamespace(objective=fresh[c]) for c in plans if c.plan(N_LAYER) in asked}
+
+    search = Search.__new__(Search)
+    search.scores, search.leaderboard = Confirming(), lambda phase, ranking: seen.append(phase)  # type: ignore[assignment]
+    ranked = search.confirm(beam)
+    assert [e.candidate for e in ranked] == [plans[1], plans[0], plans[2]]
+    assert [(e.score, e.items) for e in ranked] == [(0.5, 8), (0.2, 8), (0.2, 8)]
+    assert seen == ["the final beam on 8 confirmation items"]
+    Confirming.confirm_items = 0
+    assert search.confirm(beam) == beam
+
+
 def test_exportable_search_stays_sequential(tiny8: Model, tmp_path: Path) -> None:
     """--exportable: no plan with a parallel step is scored, in any phase, and the planted plan is still found."""
     plan = Candidate(dropped=frozenset({2, 5})).plan(N_LAYER)
@@ -348,6 +399,8 @@ def test_budgets_and_items_are_checked(tiny8: Model, tmp_path: Path, shared_data
     prepared = [prepare(TASKS["arc_easy"], shared_data, None, ev.settings)]
     with pytest.raises(PaintersError, match="fewer than the 2000 search items and 1000 held-out"):
         Scores(ev, prepared, 2000, 1000)
+    with pytest.raises(PaintersError, match="fewer than the 10 search items, 2000 confirmation items and 10 held-out"):
+        Scores(ev, prepared, 10, 10, confirm_items=2000)
     scores = Scores(ev, prepared, 10, 10)
     with pytest.raises(PaintersError, match="less than one block"):
         Search(scores, N_LAYER, 0.1)
@@ -369,8 +422,9 @@ def planted_folder(tiny8: Model, tmp_path_factory: pytest.TempPathFactory) -> Pa
 
 
 def test_cli_search_killed_and_rerun_gives_the_same_result(tiny8: Model, planted_folder: Path, tmp_path: Path) -> None:
-    """The search's JSON after a SIGKILL midway and a rerun equals that of a run never stopped."""
-    args = ["search", "-m", str(tiny8.path), "--budget", "0.75", *SEARCH]
+    """The search's JSON after a SIGKILL midway and a rerun equals that of a run never stopped
+    (with a confirmation rung: the final beam re-ranked on 4 items after the search items)."""
+    args = ["search", "-m", str(tiny8.path), "--budget", "0.75", *SEARCH, "--confirm-items", "4"]
     whole = run_cli("--db", str(tmp_path / "whole.db"), *args, "-o", f"{tmp_path / 'found'}/", data=planted_folder)
     (whole_json,) = (tmp_path / "found" / tiny8.path.stem).glob("search_0.75_*.json")  # a folder: as eval's -o
     whole_json.rename(tmp_path / "whole.json")
@@ -385,6 +439,8 @@ def test_cli_search_killed_and_rerun_gives_the_same_result(tiny8: Model, planted
     resumed, expected = (json.loads((tmp_path / name).read_text()) for name in ("resumed.json", "whole.json"))
     assert resumed == expected
     assert expected["held_out"]["search #1"]["plan"] == "0-2,5-7"
+    assert (expected["search_items"], expected["confirm_items"], expected["held_out_items"]) == (16, 4, 16)
+    assert [e["items"] for e in expected["search"]] == [4, 4]
 
 
 @pytest.mark.parametrize(
@@ -405,6 +461,8 @@ def test_cli_search_killed_and_rerun_gives_the_same_result(tiny8: Model, planted
         (["--budget", "0.75", "--plot", "figures"], "--plot draws the frontier across budgets: give --budgets"),
         (["--budget", "0.75", "--objective", "kl"], "Invalid value for '--objective'"),
         (["--budget", "0.75", "--surrogate-rounds", "-1"], "Invalid value for '--surrogate-rounds'"),
+        (["--budget", "0.75", "--confirm-items", "9"], "fewer than the 16 search items, 9 confirmation items and 16 held-out"),
+        (["--budget", "0.75", "--confirm-items", "-1"], "Invalid value for '--confirm-items'"),
     ],
 )
 def test_cli_search_refusals(tiny8: Model, planted_folder: Path, tmp_path: Path, options: list[str], message: str) -> None:
