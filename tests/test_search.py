@@ -399,8 +399,8 @@ def test_budgets_and_items_are_checked(tiny8: Model, tmp_path: Path, shared_data
     prepared = [prepare(TASKS["arc_easy"], shared_data, None, ev.settings)]
     with pytest.raises(PaintersError, match="fewer than the 2000 search items and 1000 held-out"):
         Scores(ev, prepared, 2000, 1000)
-    with pytest.raises(PaintersError, match="fewer than the 10 search items, 2000 confirmation items and 10 held-out"):
-        Scores(ev, prepared, 10, 10, confirm_items=2000)
+    with pytest.raises(PaintersError, match="fewer than the 10 search items, 3000 confirmation items and 10 held-out"):
+        Scores(ev, prepared, 10, 10, confirm_items=3000)
     scores = Scores(ev, prepared, 10, 10)
     with pytest.raises(PaintersError, match="less than one block"):
         Search(scores, N_LAYER, 0.1)
