@@ -90,12 +90,8 @@ class Scores:
         self.held_out_reference: list[tuple[PreparedTask, TaskScores]] = []  # each task on them, with the full model's
         for prep in self.prepared:
             search = prep.task.limit_indices(prep.docs, search_items)
-            read = prep.task.limit_indices(prep.docs, search_items + confirm_items)
-            searched, read_before = frozenset(search), frozenset(read)
-            confirm = [i for i in read if i not in searched]
-            held = [
-                i for i in prep.task.limit_indices(prep.docs, search_items + confirm_items + held_out) if i not in read_before
-            ]
+            confirm = _items_after(prep, search_items, confirm_items)
+            held = _items_after(prep, search_items + confirm_items, held_out)
             if len(search) < search_items or len(confirm) < confirm_items or len(held) < held_out:
                 asked = (
                     f"{search_items} search items, {confirm_items} confirmation items"
@@ -151,6 +147,12 @@ class Scores:
             per_task = list(zip(prepared, found[plan], strict=True))
             scores[plan] = _normalized(per_task, full, self.objective)
         return scores
+
+
+def _items_after(prep: PreparedTask, first: int, count: int) -> list[int]:
+    """The task's items among its first first + count that are not among its first `first`."""
+    before = frozenset(prep.task.limit_indices(prep.docs, first))
+    return [i for i in prep.task.limit_indices(prep.docs, first + count) if i not in before]
 
 
 def _normalized(per_task: Sequence[tuple[PreparedTask, TaskScores]], full: dict[str, TaskScores], objective: Objective) -> Score:
@@ -411,9 +413,8 @@ class Search:
         missing = [c for c in candidates if (c, n) not in self.known]
         if missing:
             scored = self.scores.on_search_items([plans[c] for c in missing], n, phase)
-            for c in missing:  # undefined (nothing to normalize by on these items): ranked last
-                value = scored[plans[c]].objective
-                self.known[(c, n)] = value if math.isfinite(value) else -math.inf
+            for c in missing:
+                self.known[(c, n)] = _rankable(scored[plans[c]].objective)
         return {c: self.known[(c, n)] for c in candidates}
 
     def rank(self, candidates: Iterable[Candidate], n: int, phase: str = SEARCH) -> list[Entry]:
@@ -469,7 +470,7 @@ class Search:
         if not n:
             return beam
         scored = self.scores.on_confirmation_items([e.plan for e in beam])
-        value = {e.plan: scored[e.plan].objective if math.isfinite(scored[e.plan].objective) else -math.inf for e in beam}
+        value = {e.plan: _rankable(scored[e.plan].objective) for e in beam}
         ranked = [dataclasses.replace(e, score=value[e.plan], items=n) for e in sorted(beam, key=lambda e: -value[e.plan])]
         self.leaderboard(f"the final beam on {n} confirmation items", ranked)
         return ranked
@@ -608,6 +609,11 @@ class Search:
             scores = self.score(options, self.rungs[0], SLEB)
             current = max(options, key=lambda c: (scores[c], -max(c.dropped - current.dropped)))
         return current
+
+
+def _rankable(objective: float) -> float:
+    """An objective to rank by: an undefined one (nothing to normalize by on these items) ranks last."""
+    return objective if math.isfinite(objective) else -math.inf
 
 
 def frontier_methods(founds: Sequence[Found]) -> list[str]:
