@@ -1,0 +1,79 @@
+"""Can SLEB be had for fewer documents? A lazy SLEB scans every kept layer once, then at each later
+removal rescans only the k layers whose removal scored best when last scanned (the others keep
+their stale scores). Printed: for each k, the documents it reads and whether it ends at SLEB's
+plan. SLEB's own scans are read from the store (run the search first); a path that leaves SLEB's
+is scored, through the store.
+
+  .venv/bin/python bench/sleb_lazy.py -m gemma3-270m --budget 0.6 --k 3,4,6,8
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from painters_gguf import tasks
+from painters_gguf.candidates import Candidate
+from painters_gguf.engine.scoring import Scorer
+from painters_gguf.evaluate import Evaluator, Settings, prepare
+from painters_gguf.fetch import resolve_model
+from painters_gguf.paths import data_dir, default_store
+from painters_gguf.runtime import Model
+from painters_gguf.search import SLEB, Scores, Search
+from painters_gguf.store import Store
+
+
+def lazy_sleb(search: Search, k: int | None) -> tuple[Candidate, int]:
+    """SLEB's path (k None: every kept layer rescanned at each removal, as `Search.sleb_pruning`),
+    or its lazy variant; the plan it ends at and the plans it scored."""
+    current, scanned = Candidate(), 0
+    stale: dict[int, float] = {}  # layer -> the objective after its removal, when it was last scanned
+    while len(current.dropped) < search.n_dropped:
+        kept = current.kept(search.n_layer)
+        pool = kept if k is None or not stale else sorted(kept, key=lambda layer: (-stale[layer], layer))[:k]
+        options = {layer: dataclasses.replace(current, dropped=current.dropped | {layer}) for layer in pool}
+        scores = search.score(list(options.values()), search.rungs[0], SLEB)
+        stale |= {layer: scores[option] for layer, option in options.items()}
+        scanned += len(options)
+        current = options[min(pool, key=lambda layer: (-stale[layer], layer))]  # the lowest layer of equals, as SLEB
+    return current, scanned
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-m", "--model", default=None, help="a GGUF path or catalog name (default: the catalog's default)")
+    parser.add_argument("--tasks", default="arc_easy,hellaswag,lambada_openai")
+    parser.add_argument("--budget", type=float, default=0.6)
+    parser.add_argument("--k", default="3,4,6,8", help="comma list: layers rescanned at each removal after the first")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--db", default=None, help="results store (default: the usual one)")
+    parser.add_argument("--data-dir", default=None)
+    args = parser.parse_args()
+    model = Model(resolve_model(args.model))
+    settings = Settings().for_model(model.arch, model.n_layer)
+    prepared = [prepare(task, data_dir(args.data_dir), None, settings) for task in tasks.select(args.tasks)]
+    store = Store(Path(args.db) if args.db else default_store())
+    evaluator = Evaluator(Scorer(model, threads=args.threads), store, settings)
+    search = Search(Scores(evaluator, prepared, 32, 1), model.n_layer, args.budget)
+    per_plan = search.rungs[0] * len(prepared)
+
+    sleb, sleb_scanned = lazy_sleb(search, None)
+    table = Table(title=f"{model.path.name}, budget {args.budget}: SLEB and lazy SLEB on {search.rungs[0]} items per task")
+    table.add_column("rescanned")
+    table.add_column("plan", overflow="fold")
+    table.add_column("documents", justify="right")
+    table.add_column("SLEB's plan")
+    table.add_row("every kept layer (SLEB)", sleb.plan(model.n_layer).text, str(sleb_scanned * per_plan), "yes")
+    for k in (int(text) for text in args.k.split(",")):
+        plan, scanned = lazy_sleb(search, k)
+        table.add_row(f"the best {k}", plan.plan(model.n_layer).text, str(scanned * per_plan), "yes" if plan == sleb else "no")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()
