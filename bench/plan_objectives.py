@@ -10,22 +10,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-from pathlib import Path
 
+import search_setup
 from rich.console import Console
 from rich.table import Table
 
-from painters_gguf import metrics, objectives, tasks
+from painters_gguf import metrics, objectives
 from painters_gguf.engine import Engine
-from painters_gguf.engine.scoring import Scorer
-from painters_gguf.evaluate import Evaluator, Settings, prepare
-from painters_gguf.fetch import resolve_model
 from painters_gguf.objectives import Objective
-from painters_gguf.paths import data_dir, default_store
 from painters_gguf.plan import Plan
-from painters_gguf.runtime import Model
-from painters_gguf.store import Store
 
 
 def item_range(text: str) -> tuple[int, int]:
@@ -38,21 +31,14 @@ def item_range(text: str) -> tuple[int, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    search_setup.add_options(parser)
     parser.add_argument("plans", nargs="+", type=Plan.parse, help="plan texts, e.g. 0-11,20-29")
-    parser.add_argument("-m", "--model", default=None, help="a GGUF path or catalog name (default: the catalog's default)")
-    parser.add_argument("--tasks", default="arc_easy,hellaswag,lambada_openai")
     parser.add_argument("--items", type=item_range, default=(0, 32), help="FIRST:END items of each task (default 0:32)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--db", default=None, help="results store (default: the usual one)")
-    parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
-    model = Model(resolve_model(args.model))
-    settings = Settings().for_model(model.arch, model.n_layer)
-    first, end = args.items
-    prepared = [prepare(task, data_dir(args.data_dir), None, settings) for task in tasks.select(args.tasks)]
-    prepared = [dataclasses.replace(prep, indices=prep.task.limit_indices(prep.docs, end)[first:]) for prep in prepared]
-    store = Store(Path(args.db) if args.db else default_store())
-    engine = Engine(Evaluator(Scorer(model, threads=args.threads), store, settings))
+    opened = search_setup.open_evaluator(args)
+    model, (first, end) = opened.model, args.items
+    prepared = [dataclasses.replace(prep, indices=prep.task.limit_indices(prep.docs, end)[first:]) for prep in opened.prepared]
+    engine = Engine(opened.evaluator)
     found = engine.score(args.plans, prepared)
     full = found[engine.full_plan]
 

@@ -18,49 +18,35 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
+import search_setup
 from rich.console import Console
 from rich.table import Table
 from scipy.stats import bootstrap, spearmanr
 
-from painters_gguf import tasks
 from painters_gguf.candidates import measure_proxies
-from painters_gguf.engine.scoring import Scorer
-from painters_gguf.evaluate import Evaluator, Settings, prepare
-from painters_gguf.fetch import resolve_model
 from painters_gguf.objectives import Objective
-from painters_gguf.paths import data_dir, default_store
 from painters_gguf.plan import Plan
-from painters_gguf.runtime import Model
 from painters_gguf.search import Scores, Search
-from painters_gguf.store import Store
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-m", "--model", default=None, help="a GGUF path or catalog name (default: the catalog's default)")
-    parser.add_argument("--tasks", default="arc_easy,hellaswag,lambada_openai")
+    search_setup.add_options(parser)
     parser.add_argument("--budgets", default="0.6,0.75,0.9", help="the plans come from searches at these budgets")
     parser.add_argument("--plans", type=int, default=60, help="plans in all (split over the budgets)")
     parser.add_argument("--search-items", type=int, default=32)
     parser.add_argument("--items", default="8,32", help="search items per task each objective is measured on")
     parser.add_argument("--held-out", type=int, default=100)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--db", default=None, help="results store (default: the usual one; a rerun reads what it holds)")
-    parser.add_argument("--data-dir", default=None)
     parser.add_argument("-o", "--output", default=None, help="write the measurements as JSON")
     args = parser.parse_args()
     budgets = [float(b) for b in args.budgets.split(",")]
     item_counts = [int(n) for n in args.items.split(",")]
-    path = resolve_model(args.model)
-    model = Model(path)
-    settings = Settings().for_model(model.arch, model.n_layer)
-    prepared = [prepare(task, data_dir(args.data_dir), None, settings) for task in tasks.select(args.tasks)]
-    store = Store(Path(args.db) if args.db else default_store())
-    evaluator = Evaluator(Scorer(model, threads=args.threads), store, settings)
+    opened = search_setup.open_evaluator(args)
+    model, prepared, evaluator = opened.model, opened.prepared, opened.evaluator
+    path = model.path
     scores = Scores(evaluator, prepared, args.search_items, args.held_out)
 
     start = time.perf_counter()

@@ -14,43 +14,29 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
+import search_setup
 from rich.console import Console
 from rich.table import Table
 from scipy.stats import spearmanr
 
-from painters_gguf import tasks
 from painters_gguf.candidates import measure_proxies
-from painters_gguf.engine.scoring import Scorer
-from painters_gguf.evaluate import Evaluator, Settings, prepare
-from painters_gguf.fetch import resolve_model
-from painters_gguf.paths import data_dir, default_store
-from painters_gguf.runtime import Model
 from painters_gguf.search import SEARCH, Scores, Search, paired_difference
-from painters_gguf.store import Store
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-m", "--model", default=None, help="a GGUF path or catalog name (default: the catalog's default)")
-    parser.add_argument("--tasks", default="arc_easy,hellaswag,lambada_openai")
+    search_setup.add_options(parser)
     parser.add_argument("--budget", type=float, default=0.75)
     parser.add_argument("--rounds", type=int, default=2, help="beam rounds before the compared round (search's default)")
     parser.add_argument("--search-items", type=int, default=32)
     parser.add_argument("--held-out", type=int, default=120)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--db", default=None, help="results store (default: the usual one; a rerun reads what it holds)")
-    parser.add_argument("--data-dir", default=None)
     parser.add_argument("-o", "--output", default=None, help="write the measurements as JSON")
     args = parser.parse_args()
-    model = Model(resolve_model(args.model))
-    settings = Settings().for_model(model.arch, model.n_layer)
-    prepared = [prepare(task, data_dir(args.data_dir), None, settings) for task in tasks.select(args.tasks)]
-    store = Store(Path(args.db) if args.db else default_store())
-    evaluator = Evaluator(Scorer(model, threads=args.threads), store, settings)
+    opened = search_setup.open_evaluator(args)
+    model, prepared, evaluator = opened.model, opened.prepared, opened.evaluator
     scores = Scores(evaluator, prepared, args.search_items, args.held_out)
     search = Search(scores, model.n_layer, args.budget, rounds=args.rounds)
 

@@ -11,21 +11,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-from pathlib import Path
 
+import search_setup
 from rich.console import Console
 from rich.table import Table
 
-from painters_gguf import tasks
 from painters_gguf.candidates import Candidate
-from painters_gguf.engine.scoring import Scorer
-from painters_gguf.evaluate import Evaluator, Settings, prepare
-from painters_gguf.fetch import resolve_model
-from painters_gguf.paths import data_dir, default_store
-from painters_gguf.runtime import Model
 from painters_gguf.search import SLEB, Scores, Search
-from painters_gguf.store import Store
 
 
 def lazy_sleb(search: Search, k: int) -> tuple[Candidate, int]:
@@ -45,20 +37,13 @@ def lazy_sleb(search: Search, k: int) -> tuple[Candidate, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-m", "--model", default=None, help="a GGUF path or catalog name (default: the catalog's default)")
-    parser.add_argument("--tasks", default="arc_easy,hellaswag,lambada_openai")
+    search_setup.add_options(parser)
     parser.add_argument("--budget", type=float, default=0.6)
     parser.add_argument("--k", default="3,4,6,8", help="comma list: layers rescanned at each removal after the first")
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--db", default=None, help="results store (default: the usual one)")
-    parser.add_argument("--data-dir", default=None)
     args = parser.parse_args()
-    model = Model(resolve_model(args.model))
-    settings = Settings().for_model(model.arch, model.n_layer)
-    prepared = [prepare(task, data_dir(args.data_dir), None, settings) for task in tasks.select(args.tasks)]
-    store = Store(Path(args.db) if args.db else default_store())
-    evaluator = Evaluator(Scorer(model, threads=args.threads), store, settings)
-    search = Search(Scores(evaluator, prepared, 32, 1), model.n_layer, args.budget)
+    opened = search_setup.open_evaluator(args)
+    model, prepared = opened.model, opened.prepared
+    search = Search(Scores(opened.evaluator, prepared, 32, 1), model.n_layer, args.budget)
     per_plan = search.rungs[0] * len(prepared)
 
     sleb = search.sleb_pruning()
