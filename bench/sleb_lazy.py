@@ -35,11 +35,21 @@ def lazy_sleb(search: Search, k: int) -> tuple[Candidate, int]:
     return current, scanned
 
 
+def rescan_counts(text: str) -> list[int]:
+    """--k: a comma list of counts, each at least 1."""
+    counts = [part.strip() for part in text.split(",")]
+    if not all(part.isdigit() and int(part) >= 1 for part in counts):
+        raise argparse.ArgumentTypeError(f"{text!r}: give counts of at least 1, comma-separated, e.g. 3,4,6,8")
+    return [int(part) for part in counts]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     search_setup.add_options(parser)
     parser.add_argument("--budget", type=float, default=0.6)
-    parser.add_argument("--k", default="3,4,6,8", help="comma list: layers rescanned at each removal after the first")
+    parser.add_argument(
+        "--k", type=rescan_counts, default="3,4,6,8", help="comma list: layers rescanned at each removal after the first"
+    )
     args = parser.parse_args()
     opened = search_setup.open_evaluator(args)
     model, prepared = opened.model, opened.prepared
@@ -54,7 +64,7 @@ def main() -> None:
     table.add_column("documents", justify="right")
     table.add_column("SLEB's plan")
     table.add_row("every kept layer (SLEB)", sleb.plan(model.n_layer).text, str(sleb_documents), "yes")
-    for k in (int(text) for text in args.k.split(",")):
+    for k in args.k:
         plan, scanned = lazy_sleb(search, k)
         table.add_row(f"the best {k}", plan.plan(model.n_layer).text, str(scanned * per_plan), "yes" if plan == sleb else "no")
     Console().print(table)
